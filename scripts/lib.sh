@@ -1,0 +1,49 @@
+# Shared helpers of scripts/test and scripts/bench (sourced, not run).
+
+VENV="${VENV:-$root/.venv}"
+FIRESTORE_EMULATOR="${FIRESTORE_EMULATOR:-/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator}"
+
+# The Python tools (moto's DynamoDB server, SAM CLI, cfn-lint), in a project venv.
+ensure_python_tools() {
+  if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/sam || ! -x $VENV/bin/cfn-lint ]]; then
+    echo "== installing moto[server], aws-sam-cli, cfn-lint into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6' aws-sam-cli cfn-lint
+  fi
+}
+
+ensure_firestore_emulator() {
+  if [[ ! -x $FIRESTORE_EMULATOR ]]; then
+    echo "The Firestore emulator was not found at $FIRESTORE_EMULATOR." >&2
+    echo "Install it with the Google Cloud CLI (gcloud components install cloud-firestore-emulator," >&2
+    echo "or apt-get install google-cloud-cli-firestore-emulator) and set FIRESTORE_EMULATOR to its path." >&2
+    exit 1
+  fi
+  if ! command -v java >/dev/null; then
+    echo "The Firestore emulator needs Java 11+: apt-get install openjdk-17-jre-headless" >&2
+    exit 1
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_group STATE_PREFIX CMD...: runs CMD in its own process group, logging to PREFIX.log.
+start_group() {
+  local prefix=$1; shift
+  setsid "$@" >"$prefix.log" 2>&1 < /dev/null &
+  echo $! >"$prefix.pid"
+}
+
+# wait_http URL NAME LOG: polls URL until it answers 200, for up to 60 s.
+wait_http() {
+  local url=$1 name=$2 log=$3
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "$name did not come up at $url; its log:" >&2
+  cat "$log" >&2
+  exit 1
+}

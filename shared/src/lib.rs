@@ -1,0 +1,14 @@
+//! The shared library of the real-time sync backend: every Lambda is a thin binary over it.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod ids;
+pub mod push;
+pub mod registry;
+pub mod store;
+
+pub use app::App;
+pub use error::AppError;

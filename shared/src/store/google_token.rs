@@ -1,0 +1,1 @@
+//! Google OAuth access tokens for a service account (JWT assertion, cached).

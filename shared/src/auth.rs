@@ -56,6 +56,11 @@ impl Authenticator {
         Err(AppError::Unauthorized("not implemented".into()))
     }
 
+    /// The service key of a service-only route; returns the `X-On-Behalf-Of` uid.
+    pub fn authenticate_service(&self, _headers: &HeaderMap) -> Result<Uid, AppError> {
+        Err(AppError::Unauthorized("not implemented".into()))
+    }
+
     /// A user (`Authorization: Bearer`) or a service (`X-Service-Key` + `X-On-Behalf-Of`).
     pub async fn authenticate(&self, _headers: &HeaderMap) -> Result<Principal, AppError> {
         Err(AppError::Unauthorized("not implemented".into()))

@@ -12,3 +12,9 @@ pub mod store;
 
 pub use app::App;
 pub use error::AppError;
+pub mod events;
+pub mod handlers;
+pub mod http;
+pub mod lambda;
+pub mod telemetry;
+pub mod ws;

@@ -1,0 +1,359 @@
+//! The REST surface: the route table (one Lambda per route) and the one place where
+//! requests become handler calls and `AppError`s become HTTP responses.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_MAX_AGE, CONTENT_TYPE, HeaderMap, HeaderValue, ORIGIN, VARY,
+};
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::app::App;
+use crate::domain;
+use crate::error::AppError;
+use crate::handlers;
+use crate::ids::{BusinessId, ProductId, Uid};
+
+/// Every REST route, each served by its own Lambda (named by [`Route::function`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    Login,
+    ListBusinesses,
+    CreateBusiness,
+    ListProducts,
+    CreateProduct,
+    UpdateProduct,
+    DeleteProduct,
+    UpdateUser,
+    ListEvents,
+    Broadcast,
+}
+
+impl Route {
+    pub const ALL: [Route; 10] = [
+        Route::Login,
+        Route::ListBusinesses,
+        Route::CreateBusiness,
+        Route::ListProducts,
+        Route::CreateProduct,
+        Route::UpdateProduct,
+        Route::DeleteProduct,
+        Route::UpdateUser,
+        Route::ListEvents,
+        Route::Broadcast,
+    ];
+
+    /// Method and path template, as API Gateway's route key has them.
+    pub fn key(self) -> (Method, &'static str) {
+        match self {
+            Self::Login => (Method::POST, "/auth/login"),
+            Self::ListBusinesses => (Method::GET, "/businesses"),
+            Self::CreateBusiness => (Method::POST, "/businesses"),
+            Self::ListProducts => (Method::GET, "/products/{businessId}"),
+            Self::CreateProduct => (Method::POST, "/products/{businessId}"),
+            Self::UpdateProduct => (
+                Method::PATCH,
+                "/products/update/{businessId}/{productId}",
+            ),
+            Self::DeleteProduct => (Method::DELETE, "/products/{businessId}/{productId}"),
+            Self::UpdateUser => (Method::PATCH, "/users/{uid}"),
+            Self::ListEvents => (Method::GET, "/events"),
+            Self::Broadcast => (Method::POST, "/broadcast"),
+        }
+    }
+
+    /// The Lambda (and Cargo binary, and `events/` sample) serving this route.
+    pub fn function(self) -> &'static str {
+        match self {
+            Self::Login => "auth-login",
+            Self::ListBusinesses => "businesses-list",
+            Self::CreateBusiness => "businesses-create",
+            Self::ListProducts => "products-list",
+            Self::CreateProduct => "products-create",
+            Self::UpdateProduct => "products-update",
+            Self::DeleteProduct => "products-delete",
+            Self::UpdateUser => "users-update",
+            Self::ListEvents => "events-list",
+            Self::Broadcast => "broadcast",
+        }
+    }
+
+    /// Finds the route of a request path, with its path parameters (as API Gateway does).
+    /// `Err(MethodNotAllowed)` when the path exists for another method.
+    pub fn resolve(
+        method: &Method,
+        path: &str,
+    ) -> Result<(Route, HashMap<String, String>), AppError> {
+        let mut path_matched = false;
+        for route in Self::ALL {
+            let (m, template) = route.key();
+            if let Some(params) = match_template(template, path) {
+                if m == method {
+                    return Ok((route, params));
+                }
+                path_matched = true;
+            }
+        }
+        if path_matched {
+            Err(AppError::MethodNotAllowed(format!(
+                "{method} is not allowed on {path}"
+            )))
+        } else {
+            Err(AppError::NotFound(format!("no route for {path}")))
+        }
+    }
+}
+
+fn match_template(template: &str, path: &str) -> Option<HashMap<String, String>> {
+    let mut params = HashMap::new();
+    let mut t = template.trim_matches('/').split('/');
+    let mut p = path.trim_end_matches('/').trim_start_matches('/').split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(params),
+            (Some(ts), Some(ps)) => {
+                if let Some(name) = ts.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    if ps.is_empty() {
+                        return None;
+                    }
+                    params.insert(name.to_owned(), ps.to_owned());
+                } else if ts != ps {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// A request as every transport (Lambda, the local gateway) hands it to [`dispatch`].
+#[derive(Clone, Debug, Default)]
+pub struct ApiRequest {
+    pub headers: HeaderMap,
+    pub path_params: HashMap<String, String>,
+    pub query: HashMap<String, String>,
+    pub body: Bytes,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    pub fn json(status: StatusCode, value: &Value) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Self {
+            status,
+            headers,
+            body: Bytes::from(value.to_string()),
+        }
+    }
+
+    pub fn error(err: &AppError) -> Self {
+        if let AppError::Internal(detail) = err {
+            tracing::error!(detail, "internal error");
+        }
+        Self::json(err.status(), &err.body())
+    }
+}
+
+/// Runs one route: parse and validate (no I/O), authenticate, handle, map the result.
+pub async fn dispatch(app: &App, route: Route, req: ApiRequest) -> ApiResponse {
+    let mut response = match run(app, route, &req).await {
+        Ok((status, value)) => ApiResponse::json(status, &value),
+        Err(err) => ApiResponse::error(&err),
+    };
+    add_cors(
+        &app.cors_allowed_origins,
+        req.headers.get(ORIGIN),
+        &mut response.headers,
+    );
+    response
+}
+
+fn param<T>(
+    req: &ApiRequest,
+    name: &str,
+    parse: fn(&str) -> Result<T, AppError>,
+) -> Result<T, AppError> {
+    let raw = req
+        .path_params
+        .get(name)
+        .ok_or_else(|| AppError::BadRequest(format!("missing path parameter `{name}`")))?;
+    parse(raw)
+}
+
+fn json_body(req: &ApiRequest) -> Result<serde_json::Map<String, Value>, AppError> {
+    if req.body.len() > domain::MAX_JSON_BODY {
+        return Err(AppError::PayloadTooLarge {
+            limit: domain::MAX_JSON_BODY,
+        });
+    }
+    let content_type = req
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(AppError::UnsupportedMediaType(
+            "send the body as Content-Type: application/json".into(),
+        ));
+    }
+    domain::parse_object(&req.body)
+}
+
+fn query_u64(req: &ApiRequest, name: &str, default: u64) -> Result<u64, AppError> {
+    match req.query.get(name) {
+        None => Ok(default),
+        Some(raw) => raw.parse().map_err(|_| {
+            AppError::BadRequest(format!("query parameter `{name}` must be a whole number"))
+        }),
+    }
+}
+
+async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, Value), AppError> {
+    use StatusCode as S;
+    match route {
+        Route::Login => {
+            let who = app.auth.authenticate(&req.headers).await?;
+            Ok((S::OK, handlers::login(app, &who).await?))
+        }
+        Route::ListBusinesses => {
+            let who = app.auth.authenticate(&req.headers).await?;
+            Ok((S::OK, handlers::list_businesses(app, &who).await?))
+        }
+        Route::CreateBusiness => {
+            let body = json_body(req)?;
+            let who = app.auth.authenticate(&req.headers).await?;
+            Ok((S::CREATED, handlers::create_business(app, &who, body).await?))
+        }
+        Route::ListProducts => {
+            let business = param(req, "businessId", BusinessId::parse)?;
+            let who = app.auth.authenticate(&req.headers).await?;
+            Ok((S::OK, handlers::list_products(app, &who, &business).await?))
+        }
+        Route::CreateProduct => {
+            let business = param(req, "businessId", BusinessId::parse)?;
+            let body = json_body(req)?;
+            let who = app.auth.authenticate(&req.headers).await?;
+            let product = handlers::create_product(app, &who, &business, body).await?;
+            Ok((S::CREATED, product))
+        }
+        Route::UpdateProduct => {
+            let business = param(req, "businessId", BusinessId::parse)?;
+            let product = param(req, "productId", ProductId::parse)?;
+            let body = json_body(req)?;
+            let who = app.auth.authenticate(&req.headers).await?;
+            let doc = handlers::update_product(app, &who, &business, &product, body).await?;
+            Ok((S::OK, doc))
+        }
+        Route::DeleteProduct => {
+            let business = param(req, "businessId", BusinessId::parse)?;
+            let product = param(req, "productId", ProductId::parse)?;
+            let who = app.auth.authenticate(&req.headers).await?;
+            let deleted = handlers::delete_product(app, &who, &business, &product).await?;
+            Ok((S::OK, deleted))
+        }
+        Route::UpdateUser => {
+            let uid = param(req, "uid", Uid::parse)?;
+            let body = json_body(req)?;
+            let who = app.auth.authenticate(&req.headers).await?;
+            Ok((S::OK, handlers::update_user(app, &who, &uid, body).await?))
+        }
+        Route::ListEvents => {
+            let since = query_u64(req, "since", 0)?;
+            let limit = query_u64(req, "limit", handlers::MAX_EVENTS_PAGE as u64)?;
+            let who = app.auth.authenticate(&req.headers).await?;
+            let limit = usize::try_from(limit).unwrap_or(handlers::MAX_EVENTS_PAGE);
+            Ok((S::OK, handlers::list_events(app, &who, since, limit).await?))
+        }
+        Route::Broadcast => {
+            let body = json_body(req)?;
+            app.auth.authenticate_service(&req.headers)?;
+            Ok((S::ACCEPTED, handlers::broadcast(app, body).await?))
+        }
+    }
+}
+
+/// Headers a browser may send across origins.
+pub const CORS_ALLOWED_HEADERS: &str =
+    "authorization, content-type, x-service-key, x-on-behalf-of";
+pub const CORS_ALLOWED_METHODS: &str = "GET, POST, PATCH, DELETE, OPTIONS";
+
+/// Adds `Access-Control-Allow-Origin` when `origin` is allowed (`*` allows any).
+pub fn add_cors(allowed: &[String], origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+    let Some(origin) = origin else { return };
+    let Ok(origin_str) = origin.to_str() else {
+        return;
+    };
+    if allowed.iter().any(|a| a == "*" || a == origin_str) {
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.insert(VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// The answer to a CORS preflight (`OPTIONS`), for transports that must give it themselves.
+pub fn preflight(allowed: &[String], origin: Option<&HeaderValue>) -> ApiResponse {
+    let mut response = ApiResponse {
+        status: StatusCode::NO_CONTENT,
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    };
+    add_cors(allowed, origin, &mut response.headers);
+    if response.headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
+        let h = &mut response.headers;
+        h.insert(
+            ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(CORS_ALLOWED_HEADERS),
+        );
+        h.insert(
+            ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(CORS_ALLOWED_METHODS),
+        );
+        h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_routes_and_path_parameters() {
+        let (route, params) =
+            Route::resolve(&Method::PATCH, "/products/update/b1/p2").unwrap();
+        assert_eq!(route, Route::UpdateProduct);
+        assert_eq!(params["businessId"], "b1");
+        assert_eq!(params["productId"], "p2");
+        let (route, _) = Route::resolve(&Method::DELETE, "/products/b1/p2").unwrap();
+        assert_eq!(route, Route::DeleteProduct);
+        assert!(matches!(
+            Route::resolve(&Method::PUT, "/businesses"),
+            Err(AppError::MethodNotAllowed(_))
+        ));
+        assert!(matches!(
+            Route::resolve(&Method::GET, "/nope"),
+            Err(AppError::NotFound(_))
+        ));
+        assert!(Route::resolve(&Method::GET, "/products/").is_err());
+    }
+
+    #[test]
+    fn cors_only_for_allowed_origins() {
+        let allowed = vec!["https://app.example".to_string()];
+        let mut h = HeaderMap::new();
+        add_cors(&allowed, Some(&HeaderValue::from_static("https://evil.example")), &mut h);
+        assert!(h.is_empty());
+        add_cors(&allowed, Some(&HeaderValue::from_static("https://app.example")), &mut h);
+        assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
+    }
+}

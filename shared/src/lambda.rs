@@ -1,0 +1,83 @@
+//! The Lambda adapters: what every function's `main` calls.
+
+use std::convert::Infallible;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use bytes::Bytes;
+use lambda_http::{Body, RequestExt};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::http::{ApiRequest, Route, dispatch};
+use crate::ws::{self, WsRoute};
+
+pub type Error = lambda_runtime::Error;
+
+async fn cold_start() -> Result<App, Error> {
+    crate::telemetry::init();
+    let config = Config::from_env()?;
+    Ok(App::from_config(config).await?)
+}
+
+/// Converts an API Gateway HTTP API request (payload v2) into the transport-neutral shape.
+pub fn api_request(req: lambda_http::Request) -> ApiRequest {
+    let path_params = req
+        .path_parameters()
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let query = req
+        .query_string_parameters()
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let (parts, body) = req.into_parts();
+    let body = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(text) => Bytes::from(text),
+        Body::Binary(bytes) => Bytes::from(bytes),
+        _ => Bytes::new(),
+    };
+    ApiRequest {
+        headers: parts.headers,
+        path_params,
+        query,
+        body,
+    }
+}
+
+/// Serves one API Gateway HTTP request for `route`.
+pub async fn serve_http(
+    app: &App,
+    route: Route,
+    req: lambda_http::Request,
+) -> lambda_http::Response<Body> {
+    let response = dispatch(app, route, api_request(req)).await;
+    let mut out = lambda_http::Response::new(Body::Binary(response.body.to_vec()));
+    *out.status_mut() = response.status;
+    *out.headers_mut() = response.headers;
+    out
+}
+
+/// The whole life of a REST Lambda: cold start once, then serve `route`.
+pub async fn run_http(route: Route) -> Result<(), Error> {
+    let app = cold_start().await?;
+    let app = &app;
+    lambda_http::run(service_fn(move |req| async move {
+        Ok::<_, Infallible>(serve_http(app, route, req).await)
+    }))
+    .await
+}
+
+/// The whole life of a WebSocket Lambda: cold start once, then serve `route`.
+pub async fn run_ws(route: WsRoute) -> Result<(), Error> {
+    let app = cold_start().await?;
+    let app = &app;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<ApiGatewayProxyResponse, Infallible>(ws::handle(app, route, event.payload).await)
+        },
+    ))
+    .await
+}

@@ -156,13 +156,24 @@ impl Config {
             endpoint: s.get("DYNAMODB_ENDPOINT"),
         };
 
-        let retention_hours: u64 = match s.get("EVENT_RETENTION_HOURS") {
-            Some(v) => v
-                .parse()
-                .ok()
-                .filter(|h| *h > 0)
-                .ok_or_else(|| ConfigError("EVENT_RETENTION_HOURS must be a positive integer".into()))?,
-            None => 24,
+        // Seconds (for tests and tuning) win over hours; both must be positive.
+        let positive = |key: &str| -> Result<Option<u64>, ConfigError> {
+            s.get(key)
+                .map(|v| {
+                    v.parse()
+                        .ok()
+                        .filter(|n: &u64| *n > 0)
+                        .ok_or_else(|| ConfigError(format!("{key} must be a positive integer")))
+                })
+                .transpose()
+        };
+        let event_retention = match (
+            positive("EVENT_RETENTION_SECONDS")?,
+            positive("EVENT_RETENTION_HOURS")?,
+        ) {
+            (Some(secs), _) => Duration::from_secs(secs),
+            (None, Some(hours)) => Duration::from_secs(hours * 3600),
+            (None, None) => Duration::from_secs(24 * 3600),
         };
 
         let cors_allowed_origins = s
@@ -176,7 +187,7 @@ impl Config {
             firestore,
             dynamodb,
             management_url: required("WEBSOCKET_MANAGEMENT_URL")?,
-            event_retention: Duration::from_secs(retention_hours * 3600),
+            event_retention,
             cors_allowed_origins,
             timeouts: Timeouts::default(),
         })

@@ -1,0 +1,325 @@
+//! The test harness: a `TestApp` wired exactly as a deployed function is (`App::from_config`),
+//! but against the Firestore emulator (behind a counting proxy), a DynamoDB-protocol server,
+//! a JWKS served on loopback, and a Management API endpoint that records what is pushed.
+//! Requests go in as API Gateway events, through the same Lambda adapters as in the cloud.
+
+mod servers;
+
+use std::collections::HashMap;
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use http::{Method, StatusCode};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use shared::config::Config;
+use shared::http::Route;
+use shared::ids::ConnectionId;
+use shared::ws::WsRoute;
+use shared::App;
+
+pub use servers::{FirestoreCalls, FirestoreProxy, Jwks, ManagementRecorder};
+
+/// Where the test command started the real components.
+pub struct Services {
+    pub firestore_host: String,
+    pub dynamodb_endpoint: String,
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the tests with scripts/test, which installs and starts the \
+             Firestore emulator and moto_server and sets FIRESTORE_EMULATOR_HOST, \
+             DYNAMODB_ENDPOINT and dummy AWS credentials"
+        )
+    })
+}
+
+impl Services {
+    pub fn from_env() -> Self {
+        required_env("AWS_ACCESS_KEY_ID");
+        Self {
+            firestore_host: required_env("FIRESTORE_EMULATOR_HOST"),
+            dynamodb_endpoint: required_env("DYNAMODB_ENDPOINT"),
+        }
+    }
+}
+
+pub const SERVICE_KEY: &str = "test-service-key-0123456789";
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tests/fixtures");
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", shared::ids::Uid::generate().as_str().to_lowercase())
+}
+
+/// One isolated backend: its own Firestore project, DynamoDB table and recorders.
+pub struct TestApp {
+    pub app: App,
+    pub project_id: String,
+    pub firestore: FirestoreProxy,
+    pub gateway: ManagementRecorder,
+    pub jwks: Jwks,
+    signing_key: EncodingKey,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// A backend with extra settings (e.g. `EVENT_RETENTION_HOURS`).
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        let services = Services::from_env();
+        let firestore = FirestoreProxy::start(&services.firestore_host).await;
+        let gateway = ManagementRecorder::start().await;
+        let jwks = Jwks::start().await;
+        let project_id = unique("demo-test");
+        let table = unique("connections");
+
+        let mut settings: HashMap<String, String> = [
+            ("FIREBASE_PROJECT_ID", project_id.as_str()),
+            ("FIRESTORE_EMULATOR_HOST", firestore.host.as_str()),
+            ("CONNECTIONS_TABLE", table.as_str()),
+            ("DYNAMODB_ENDPOINT", services.dynamodb_endpoint.as_str()),
+            ("WEBSOCKET_MANAGEMENT_URL", gateway.url.as_str()),
+            ("FIREBASE_JWKS_URL", jwks.url.as_str()),
+            ("SERVICE_KEY", SERVICE_KEY),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in extra {
+            settings.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config = Config::from_settings(&settings).expect("test configuration");
+
+        let sdk = shared::app::aws_sdk_config(&config).await;
+        let dynamo = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .endpoint_url(&services.dynamodb_endpoint)
+                .build(),
+        );
+        shared::registry::dynamo::create_table(&dynamo, &table)
+            .await
+            .expect("create the connections table");
+
+        let app = App::from_config(config).await.expect("app");
+        firestore.calls.reset();
+        let pem = std::fs::read(format!("{FIXTURES}/test-key-1.pem")).expect("fixture key");
+        Self {
+            app,
+            project_id,
+            firestore,
+            gateway,
+            jwks,
+            signing_key: EncodingKey::from_rsa_pem(&pem).expect("fixture key"),
+        }
+    }
+
+    /// A Firebase ID token for `uid`, signed with the fixture key the JWKS serves.
+    pub fn token(&self, uid: &str) -> String {
+        self.token_with(uid, 3600, json!({}))
+    }
+
+    /// A token valid for `lifetime_secs` (negative: already expired), with extra claims.
+    pub fn token_with(&self, uid: &str, lifetime_secs: i64, extra: Value) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = json!({
+            "iss": format!("https://securetoken.google.com/{}", self.project_id),
+            "aud": self.project_id,
+            "sub": uid,
+            "user_id": uid,
+            "iat": now - 60,
+            "auth_time": now - 60,
+            "exp": now + lifetime_secs,
+        });
+        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("test-key-1".into());
+        jsonwebtoken::encode(&header, &claims, &self.signing_key).expect("sign token")
+    }
+
+    /// Sends a REST request through the Lambda adapter of the route API Gateway would pick.
+    pub async fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Response {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let (route, params) = match Route::resolve(&method, path) {
+            Ok(found) => found,
+            Err(err) => {
+                return Response {
+                    status: err.status(),
+                    headers: http::HeaderMap::new(),
+                    body: err.body(),
+                };
+            }
+        };
+        let event = http_api_event(route, &method, path, query, &params, headers, body);
+        let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event");
+        let response = shared::lambda::serve_http(&self.app, route, request).await;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = match response.body() {
+            lambda_http::Body::Empty => Value::Null,
+            other => serde_json::from_slice(other.as_ref()).expect("a JSON body"),
+        };
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A request as user `uid` with a JSON body.
+    pub async fn as_user(&self, uid: &str, method: Method, path: &str, body: Option<Value>) -> Response {
+        let token = format!("Bearer {}", self.token(uid));
+        let body = body.map(|b| b.to_string());
+        self.request(
+            method,
+            path,
+            &[("authorization", &token), ("content-type", "application/json")],
+            body.as_deref(),
+        )
+        .await
+    }
+
+    /// Runs a WebSocket route event through the Lambda adapter.
+    pub async fn ws(
+        &self,
+        route: WsRoute,
+        connection: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> aws_lambda_events::apigw::ApiGatewayProxyResponse {
+        let event = websocket_event(route, connection, query, headers, body);
+        let event: ApiGatewayWebsocketProxyRequest =
+            serde_json::from_value(event).expect("API Gateway WebSocket event");
+        shared::ws::handle(&self.app, route, event).await
+    }
+
+    /// Connects a socket for `uid` (token in the query string); returns its id.
+    pub async fn connect(&self, uid: &str) -> String {
+        let id = ConnectionId::generate().to_string();
+        let token = self.token(uid);
+        let r = self.ws(WsRoute::Connect, &id, &[("token", &token)], &[], None).await;
+        assert_eq!(r.status_code, 200, "connect refused: {:?}", r.body);
+        id
+    }
+
+    pub async fn send(&self, connection: &str, message: Value) {
+        let body = message.to_string();
+        let r = self
+            .ws(WsRoute::Default, connection, &[], &[], Some(&body))
+            .await;
+        assert_eq!(r.status_code, 200);
+    }
+}
+
+/// An API Gateway HTTP API (payload 2.0) event, as API Gateway sends it.
+pub fn http_api_event(
+    route: Route,
+    method: &Method,
+    path: &str,
+    query: &str,
+    params: &HashMap<String, String>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Value {
+    let (_, template) = route.key();
+    let route_key = format!("{method} {template}");
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "testapi",
+            "domainName": "testapi.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "testapi",
+            "http": {"method": method.as_str(), "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": "integration-tests"},
+            "requestId": "req-1",
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": "25/Nov/2026:01:50:25 +0000",
+            "timeEpoch": 1_795_571_425_000_i64
+        },
+        "isBase64Encoded": false
+    });
+    if !params.is_empty() {
+        event["pathParameters"] = json!(params);
+    }
+    if !query.is_empty() {
+        let q: serde_json::Map<String, Value> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), json!(v)))
+            .collect();
+        event["queryStringParameters"] = Value::Object(q);
+    }
+    if let Some(body) = body {
+        event["body"] = json!(body);
+    }
+    event
+}
+
+/// An API Gateway WebSocket event for `route`.
+pub fn websocket_event(
+    route: WsRoute,
+    connection: &str,
+    query: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Value {
+    let event_type = match route {
+        WsRoute::Connect => "CONNECT",
+        WsRoute::Disconnect => "DISCONNECT",
+        WsRoute::Default => "MESSAGE",
+    };
+    let mut event = json!({
+        "requestContext": {
+            "routeKey": route.key(),
+            "eventType": event_type,
+            "extendedRequestId": "ext-1",
+            "requestTime": "25/Nov/2026:01:50:25 +0000",
+            "messageDirection": "IN",
+            "stage": "prod",
+            "connectedAt": 1_795_571_425_000_i64,
+            "requestTimeEpoch": 1_795_571_425_000_i64,
+            "identity": {"sourceIp": "127.0.0.1"},
+            "requestId": "req-1",
+            "domainName": "testws.execute-api.us-east-1.amazonaws.com",
+            "connectionId": connection,
+            "apiId": "testws"
+        },
+        "isBase64Encoded": false
+    });
+    if !headers.is_empty() {
+        event["headers"] = json!(headers.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>());
+    }
+    if !query.is_empty() {
+        event["queryStringParameters"] =
+            json!(query.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>());
+    }
+    if let Some(body) = body {
+        event["body"] = json!(body);
+    }
+    event
+}

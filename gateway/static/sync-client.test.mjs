@@ -315,3 +315,39 @@ test('close stops reconnecting; the token can go in Sec-WebSocket-Protocol', asy
   assert.deepEqual(WebSocket.instances[0].protocols, ['a.b.c']);
   c.close();
 });
+
+test('a resume that never catches up with the head ends in a resync', async () => {
+  const t = setup({ seq: 10 });
+  await t.client.connect();
+  t.socket.open();
+  t.setLoginSeq(20);
+  for (let i = 0; i < 3; i++) t.socket.push({ event: 'resume:done', data: { seq: 20 } });
+  await tick();
+  assert.equal(t.resyncs.length, 1);
+  assert.equal(t.client.lastSeq, 20);
+  t.socket.push({ event: 'resume:done', data: { seq: 20 } });
+  assert.equal(t.client.status, 'live');
+});
+
+test('a frame without seq (not recorded by the server) is applied as is', async () => {
+  const t = setup({ seq: 10 });
+  await t.client.connect();
+  t.socket.open();
+  t.socket.push({ event: 'product:updated', ts: 'x', data: { id: 'p1', businessId: 'b1', caption: 'hi' } });
+  assert.equal(t.client.state.products.p1.caption, 'hi');
+  assert.equal(t.client.lastSeq, 10);
+});
+
+test('an error frame answering a resume reconnects; unauthorized forces a fresh token', async () => {
+  const t = setup({ seq: 10 });
+  await t.client.connect();
+  t.socket.open();
+  t.socket.push({ event: 'error', data: { code: 'unauthorized', message: 'token expired; reconnect with a fresh one' } });
+  assert.equal(t.errors.at(-1).code, 'unauthorized');
+  assert.equal(t.client.status, 'offline');
+  await t.clock.advance(1_000);
+  assert.equal(t.WebSocket.instances.length, 2);
+  assert.equal(t.tokenCalls, 2, 'a fresh token for the new socket');
+  t.socket.open();
+  assert.deepEqual(t.socket.sent, [{ action: 'resume', since: 10 }]);
+});

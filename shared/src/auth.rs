@@ -320,11 +320,6 @@ impl Authenticator {
         }
     }
 
-    /// The service key of a service-only route; returns the `X-On-Behalf-Of` uid.
-    pub fn authenticate_service(&self, _headers: &HeaderMap) -> Result<Uid, AppError> {
-        Err(AppError::Unauthorized("not implemented".into()))
-    }
-
     /// A user (`Authorization: Bearer`) or a service (`X-Service-Key` + `X-On-Behalf-Of`).
     /// A present `X-Service-Key` always selects the service path.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AppError> {

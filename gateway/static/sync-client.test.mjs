@@ -339,7 +339,7 @@ test('a frame without seq (not recorded by the server) is applied as is', async 
 });
 
 test('an error frame answering a resume reconnects; unauthorized forces a fresh token', async () => {
-  const t = setup({ seq: 10 });
+  const t = setup({ seq: 10, expiresAt: (clock) => Math.floor(clock.now() / 1000) + 3600 });
   await t.client.connect();
   t.socket.open();
   t.socket.push({ event: 'error', data: { code: 'unauthorized', message: 'token expired; reconnect with a fresh one' } });
@@ -348,6 +348,7 @@ test('an error frame answering a resume reconnects; unauthorized forces a fresh 
   await t.clock.advance(1_000);
   assert.equal(t.WebSocket.instances.length, 2);
   assert.equal(t.tokenCalls, 2, 'a fresh token for the new socket');
+  assert.match(t.socket.url, /token=tok-1-2$/);
   t.socket.open();
   assert.deepEqual(t.socket.sent, [{ action: 'resume', since: 10 }]);
 });

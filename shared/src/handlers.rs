@@ -337,16 +337,27 @@ pub async fn list_events(
     }))
 }
 
-/// `POST /broadcast` (services only): records and pushes `{uid, event, data}`.
-pub async fn broadcast(app: &App, body: Map<String, Value>) -> Result<Value, AppError> {
+/// `POST /broadcast` (services only): records and pushes `{uid, event, data}` to `uid`,
+/// which defaults to, and must equal, the service's `X-On-Behalf-Of`.
+pub async fn broadcast(
+    app: &App,
+    on_behalf_of: &Uid,
+    body: Map<String, Value>,
+) -> Result<Value, AppError> {
     for key in body.keys() {
         if !matches!(key.as_str(), "uid" | "event" | "data") {
             return Err(AppError::BadRequest(format!("unknown field `{key}`")));
         }
     }
     let uid = match body.get("uid") {
-        Some(Value::String(s)) => Uid::parse(s)?,
-        _ => return Err(AppError::BadRequest("field `uid` must be a string".into())),
+        None => on_behalf_of.clone(),
+        Some(Value::String(s)) if s == on_behalf_of.as_str() => on_behalf_of.clone(),
+        Some(Value::String(_)) => {
+            return Err(AppError::BadRequest(
+                "field `uid` must equal X-On-Behalf-Of".into(),
+            ));
+        }
+        Some(_) => return Err(AppError::BadRequest("field `uid` must be a string".into())),
     };
     let event = match body.get("event") {
         Some(Value::String(s)) if is_event_name(s) => s.clone(),

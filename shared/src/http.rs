@@ -277,8 +277,8 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
         }
         Route::Broadcast => {
             let body = json_body(req)?;
-            app.auth.authenticate_service(&req.headers)?;
-            Ok((S::ACCEPTED, handlers::broadcast(app, body).await?))
+            let on_behalf_of = app.auth.authenticate_service(&req.headers)?;
+            Ok((S::ACCEPTED, handlers::broadcast(app, &on_behalf_of, body).await?))
         }
     }
 }

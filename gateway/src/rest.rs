@@ -1,0 +1,87 @@
+//! The HTTP API, emulated: each request goes to the route `shared::http::Route` resolves,
+//! through the same `dispatch` the Lambda adapter calls.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use shared::AppError;
+use shared::http::{ApiRequest, ApiResponse, Route, dispatch, preflight};
+use shared::ids::Uid;
+
+use crate::Gateway;
+
+fn into_response(r: ApiResponse) -> Response {
+    let mut out = (r.status, r.body).into_response();
+    out.headers_mut().extend(r.headers);
+    out
+}
+
+fn error(gw: &Gateway, err: &AppError, headers: &HeaderMap) -> Response {
+    let mut r = ApiResponse::error(err);
+    shared::http::add_cors(
+        &gw.app.cors_allowed_origins,
+        headers.get(http::header::ORIGIN),
+        &mut r.headers,
+    );
+    into_response(r)
+}
+
+/// Every REST route.
+pub(crate) async fn api(
+    State(gw): State<Gateway>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method == Method::OPTIONS {
+        return into_response(preflight(
+            &gw.app.cors_allowed_origins,
+            headers.get(http::header::ORIGIN),
+        ));
+    }
+    let (route, path_params) = match Route::resolve(&method, uri.path()) {
+        Ok(found) => found,
+        Err(err) => return error(&gw, &err, &headers),
+    };
+    let query = match Query::<HashMap<String, String>>::try_from_uri(&uri) {
+        Ok(Query(q)) => q,
+        Err(_) => {
+            let err = AppError::BadRequest("malformed query string".into());
+            return error(&gw, &err, &headers);
+        }
+    };
+    let request = ApiRequest {
+        headers,
+        path_params,
+        query,
+        body,
+    };
+    into_response(dispatch(&gw.app, route, request).await)
+}
+
+/// `GET /dev/token?uid=alice`: an emulator token for that user (local mode only).
+pub(crate) async fn dev_token(
+    State(gw): State<Gateway>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let raw = params.get("uid").map_or("alice", String::as_str);
+    let uid = match Uid::parse(raw) {
+        Ok(uid) => uid,
+        Err(err) => return (err.status(), axum::Json(err.body())).into_response(),
+    };
+    let lifetime = Duration::from_secs(3600);
+    let email = format!("{uid}@example.com");
+    let token = shared::auth::emulator_token(&gw.project_id, &uid, Some(&email), lifetime);
+    let expires_at = chrono::Utc::now().timestamp() + 3600;
+    (
+        StatusCode::OK,
+        axum::Json(json!({"uid": uid, "token": token, "expiresAt": expires_at})),
+    )
+        .into_response()
+}

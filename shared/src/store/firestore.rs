@@ -15,7 +15,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Number, Value, json};
 
-use super::google_token::{GoogleTokenSource, describe};
+use super::google_token::{GoogleTokenSource, describe, percent_encode};
 use super::{CollectionPath, DocPath, DocumentStore, Fields, StoreError, Write};
 use crate::config::{ConfigError, FirestoreConfig};
 
@@ -221,20 +221,21 @@ fn shorten(message: &str) -> String {
 
 /// Percent-encodes a path segment; ids are `[A-Za-z0-9_-]` already, this only guards
 /// segments built some other way.
-fn encode_segment(segment: &str) -> std::borrow::Cow<'_, str> {
-    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
-    if segment.bytes().all(plain) {
-        return segment.into();
+fn encode_segment(segment: &str) -> String {
+    percent_encode(segment)
+}
+
+/// `url?k=v&...`, percent-encoded by hand: reqwest's `query` writes a space as `+`, which
+/// the emulator does not decode (a field named `with space` would not match its mask).
+fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
+    let mut out = url.to_owned();
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(&percent_encode(key));
+        out.push('=');
+        out.push_str(&percent_encode(value));
     }
-    let mut out = String::with_capacity(segment.len() * 3);
-    for b in segment.bytes() {
-        if plain(b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out.into()
+    out
 }
 
 #[async_trait]
@@ -255,12 +256,12 @@ impl DocumentStore for FirestoreStore {
         let mut docs = Vec::new();
         let mut page_token: Option<String> = None;
         loop {
-            let mut query = vec![("pageSize", PAGE_SIZE.to_owned())];
-            if let Some(token) = page_token.take() {
+            let mut query = vec![("pageSize", PAGE_SIZE)];
+            if let Some(token) = &page_token {
                 query.push(("pageToken", token));
             }
             let page = self
-                .call(self.http.get(&url).query(&query))
+                .call(self.http.get(with_query(&url, &query)))
                 .await
                 .map_err(fail)?;
             if let Some(items) = page.get("documents") {
@@ -316,8 +317,7 @@ impl DocumentStore for FirestoreStore {
         let body = json!({ "fields": encode_fields(&fields) });
         let request = self
             .http
-            .post(self.doc_url(collection))
-            .query(&[("documentId", id)])
+            .post(with_query(&self.doc_url(collection), &[("documentId", id)]))
             .json(&body);
         match self.call(request).await {
             Ok(doc) => decode_document(&doc)
@@ -341,16 +341,16 @@ impl DocumentStore for FirestoreStore {
                 .await?
                 .ok_or_else(|| StoreError::NotFound(path.as_str().into()));
         }
-        let mut query: Vec<(&str, String)> = mask
+        let quoted: Vec<String> = mask.iter().map(|name| quote_field_path(name)).collect();
+        let mut query: Vec<(&str, &str)> = quoted
             .iter()
-            .map(|name| ("updateMask.fieldPaths", quote_field_path(name)))
+            .map(|path| ("updateMask.fieldPaths", path.as_str()))
             .collect();
-        query.push(("currentDocument.exists", "true".into()));
+        query.push(("currentDocument.exists", "true"));
         let body = json!({ "fields": encode_fields(&masked(&fields, mask)) });
         let request = self
             .http
-            .patch(self.doc_url(path.as_str()))
-            .query(&query)
+            .patch(with_query(&self.doc_url(path.as_str()), &query))
             .json(&body);
         match self.call(request).await {
             Ok(doc) => decode_document(&doc)
@@ -361,10 +361,10 @@ impl DocumentStore for FirestoreStore {
     }
 
     async fn delete(&self, path: &DocPath) -> Result<(), StoreError> {
-        let request = self
-            .http
-            .delete(self.doc_url(path.as_str()))
-            .query(&[("currentDocument.exists", "true")]);
+        let request = self.http.delete(with_query(
+            &self.doc_url(path.as_str()),
+            &[("currentDocument.exists", "true")],
+        ));
         match self.call(request).await {
             Ok(_) => Ok(()),
             Err(Failure::NotFound(_)) => Err(StoreError::NotFound(path.as_str().into())),
@@ -730,6 +730,13 @@ mod tests {
         );
         let one = [&path];
         assert_eq!(s.failed_path("unrelated", &one), "users/u1");
+        assert_eq!(
+            with_query(
+                "http://h/d",
+                &[("updateMask.fieldPaths", "`a b`"), ("x", "1")]
+            ),
+            "http://h/d?updateMask.fieldPaths=%60a%20b%60&x=1"
+        );
     }
 
     #[test]

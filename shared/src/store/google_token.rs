@@ -181,8 +181,8 @@ impl GoogleTokenSource {
             .map_err(|_| TokenError("signing the assertion failed".into()))?;
         let body = format!(
             "grant_type={}&assertion={}",
-            form_encode(JWT_BEARER_GRANT),
-            form_encode(&assertion)
+            percent_encode(JWT_BEARER_GRANT),
+            percent_encode(&assertion)
         );
         let response = self
             .http
@@ -235,9 +235,10 @@ impl GoogleTokenSource {
     }
 }
 
-/// `application/x-www-form-urlencoded` for one value: everything but unreserved characters
-/// is percent-encoded.
-fn form_encode(value: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters: right for a form value,
+/// a query value and a path segment alike (a space is `%20`, never `+`, which some Google
+/// front ends, the Firestore emulator among them, would keep as a plus).
+pub(crate) fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -269,11 +270,11 @@ mod tests {
     #[test]
     fn form_encoding_escapes_reserved_characters() {
         assert_eq!(
-            form_encode(JWT_BEARER_GRANT),
+            percent_encode(JWT_BEARER_GRANT),
             "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
         );
-        assert_eq!(form_encode("a.b-c_d~e"), "a.b-c_d~e");
-        assert_eq!(form_encode("a b+/="), "a%20b%2B%2F%3D");
+        assert_eq!(percent_encode("a.b-c_d~e"), "a.b-c_d~e");
+        assert_eq!(percent_encode("a b+/="), "a%20b%2B%2F%3D");
     }
 
     #[test]

@@ -735,6 +735,8 @@ mod google_token {
         delay: Duration,
         /// The `aud` it accepts: Google's own token URI unless a test says otherwise.
         audience: Arc<Mutex<String>>,
+        /// An access token the stand-in Firestore refuses with 401.
+        revoked: Arc<Mutex<Option<String>>>,
     }
 
     impl Google {
@@ -745,6 +747,7 @@ mod google_token {
                 expires_in,
                 delay,
                 audience: Arc::new(Mutex::new(GOOGLE_AUDIENCE.to_owned())),
+                revoked: Arc::new(Mutex::new(None)),
             }
         }
 
@@ -822,7 +825,13 @@ mod google_token {
             .authorizations
             .lock()
             .expect("authorizations")
-            .push(authorization);
+            .push(authorization.clone());
+        let revoked = google.revoked.lock().expect("revoked").clone();
+        if revoked.is_some_and(|token| authorization == format!("Bearer {token}")) {
+            let body = json!({"error": {"code": 401, "status": "UNAUTHENTICATED",
+                "message": "Request had invalid authentication credentials."}});
+            return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+        }
         Json(json!({
             "name": "projects/demo-real/databases/(default)/documents/users/alice",
             "fields": {"name": {"stringValue": "Alice"}},
@@ -966,6 +975,29 @@ mod google_token {
             ["", "Bearer ya29.test-token-1", "Bearer ya29.test-token-1"]
         );
         assert_eq!(google.exchanges(), 1, "the cached token is reused");
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_replaced_at_the_next_call() {
+        let google = Google::new(3599, Duration::ZERO);
+        let base = google.start().await;
+        let config = FirestoreConfig {
+            base_url: base.clone(),
+            emulator: false,
+            service_account: Some(key_json("test-key-1.pem", GOOGLE_AUDIENCE)),
+            token_url: Some(format!("{base}/token")),
+        };
+        let store = FirestoreStore::new(&config, "demo-real", http_client()).expect("store");
+        *google.revoked.lock().expect("revoked") = Some("ya29.test-token-1".into());
+        let alice = DocPath::user(&uid("alice"));
+        let err = store.get(&alice).await.expect_err("refused");
+        assert!(
+            matches!(&err, StoreError::Unavailable(m) if m.contains("HTTP 401")),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("ya29"), "{err}");
+        assert!(store.get(&alice).await.expect("get").is_some());
+        assert_eq!(google.exchanges(), 2);
     }
 
     #[tokio::test]

@@ -158,6 +158,12 @@ impl FirestoreStore {
         if status.is_success() {
             return body.ok_or_else(|| Failure::Unavailable("unexpected response body".into()));
         }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            // The token was refused before it was due to expire: the next call gets a new one.
+            if let Auth::Google(tokens) = &self.auth {
+                tokens.forget();
+            }
+        }
         // `{"error": {...}}`, or for a streamed query `[{"error": {...}}]`.
         let error = body.as_ref().and_then(|b| match b {
             Value::Array(items) => items.iter().find_map(|i| i.get("error")),

@@ -152,6 +152,12 @@ impl GoogleTokenSource {
         Ok(token)
     }
 
+    /// Drops the cached token, so the next caller fetches a new one: for an API that
+    /// refused it (HTTP 401) before it was due to expire, e.g. after a key rotation.
+    pub fn forget(&self) {
+        *self.cached.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
     fn fresh_cached(&self) -> Option<SecretString> {
         let cached = self.cached.read().unwrap_or_else(PoisonError::into_inner);
         cached

@@ -1,47 +1,771 @@
 //! Firestore through its REST API (v1), over reqwest.
+//!
+//! Every operation is one HTTP call (a listing longer than a page follows its page tokens).
+//! Writes carry `currentDocument.exists` preconditions and use the document the write
+//! returns, so a create, update or delete costs one write and no read.
+//!
+//! Error statuses (checked against the emulator; production Firestore answers the same):
+//! a failed `exists: true` precondition is `404 NOT_FOUND`, a failed `exists: false` one is
+//! `409 ALREADY_EXISTS`, for single writes and in a commit alike. Only such a status in a
+//! Firestore error body maps to `NotFound`/`AlreadyExists`; a bare 404 from something that is
+//! not Firestore (a wrong base URL) is `Unavailable`, like every other failure.
 
 use async_trait::async_trait;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Number, Value, json};
 
+use super::google_token::{GoogleTokenSource, describe, percent_encode};
 use super::{CollectionPath, DocPath, DocumentStore, Fields, StoreError, Write};
 use crate::config::{ConfigError, FirestoreConfig};
 
-pub struct FirestoreStore {}
+/// Documents per page of a listing (Firestore's maximum is 300).
+const PAGE_SIZE: &str = "300";
+/// Longest piece of an upstream error message kept in a `StoreError`.
+const MAX_MESSAGE: usize = 200;
+
+/// The [`DocumentStore`] over Firestore's REST API, or the Firestore emulator.
+pub struct FirestoreStore {
+    http: reqwest::Client,
+    base_url: String,
+    /// `{base}/v1/projects/{project}/databases/(default)/documents`.
+    documents_url: String,
+    /// `projects/{project}/databases/(default)/documents`: the prefix of document names.
+    documents_name: String,
+    auth: Auth,
+}
+
+enum Auth {
+    /// The emulator takes `Bearer owner` as an admin credential (rules bypassed).
+    Emulator,
+    Google(Box<GoogleTokenSource>),
+}
+
+/// How a Firestore call failed, before the operation decides what that means.
+enum Failure {
+    NotFound(String),
+    AlreadyExists(String),
+    Unavailable(String),
+}
 
 impl FirestoreStore {
+    /// A store for `project_id` at `config.base_url`. Outside emulator mode the service
+    /// account key is required and checked here (a bad key fails the cold start).
     pub fn new(
         config: &FirestoreConfig,
         project_id: &str,
         http: reqwest::Client,
     ) -> Result<Self, ConfigError> {
-        let _ = (config, project_id, http);
-        Ok(Self {})
+        let valid_project = !project_id.is_empty()
+            && project_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if !valid_project {
+            return Err(ConfigError(format!(
+                "`{project_id}` is not a valid Firestore project id"
+            )));
+        }
+        let base_url = config.base_url.trim_end_matches('/').to_owned();
+        reqwest::Url::parse(&base_url).map_err(|_| {
+            ConfigError(format!("the Firestore base URL `{base_url}` is not a URL"))
+        })?;
+        let auth = if config.emulator {
+            Auth::Emulator
+        } else {
+            let key = config.service_account.as_ref().ok_or_else(|| {
+                ConfigError("a service account key is required outside the emulator".into())
+            })?;
+            Auth::Google(Box::new(GoogleTokenSource::new(
+                key,
+                config.token_url.as_deref(),
+                http.clone(),
+            )?))
+        };
+        let documents_name = format!("projects/{project_id}/databases/(default)/documents");
+        Ok(Self {
+            documents_url: format!("{base_url}/v1/{documents_name}"),
+            base_url,
+            documents_name,
+            http,
+            auth,
+        })
     }
 
-    /// Opens the connection (and fetches an access token) ahead of the first request.
-    pub async fn warm_up(&self) {}
+    /// Opens the connection to Firestore (and, for real Firestore, fetches the access
+    /// token) ahead of the first request. Failures are logged, never fatal: the first
+    /// request will try again.
+    pub async fn warm_up(&self) {
+        // Any answer means the connection (and its TLS session) is open; the root path is
+        // not a Firestore operation, so this costs no read.
+        let connect = async {
+            if let Err(e) = self.http.get(format!("{}/", self.base_url)).send().await {
+                tracing::warn!(error = %describe(&e), "firestore warm-up: connecting failed");
+            }
+        };
+        let token = async {
+            if let Auth::Google(tokens) = &self.auth {
+                if let Err(e) = tokens.access_token().await {
+                    tracing::warn!(error = %e, "firestore warm-up: no access token");
+                }
+            }
+        };
+        tokio::join!(connect, token);
+    }
+
+    fn doc_url(&self, path: &str) -> String {
+        let mut url = self.documents_url.clone();
+        for segment in path.split('/') {
+            url.push('/');
+            url.push_str(&encode_segment(segment));
+        }
+        url
+    }
+
+    fn doc_name(&self, path: &DocPath) -> String {
+        format!("{}/{}", self.documents_name, path.as_str())
+    }
+
+    async fn authorization(&self) -> Result<HeaderValue, Failure> {
+        let mut value = match &self.auth {
+            Auth::Emulator => HeaderValue::from_static("Bearer owner"),
+            Auth::Google(tokens) => {
+                let token = tokens
+                    .access_token()
+                    .await
+                    .map_err(|e| Failure::Unavailable(e.to_string()))?;
+                HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(
+                    |_| Failure::Unavailable("the access token is not a valid header".into()),
+                )?
+            }
+        };
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    /// Sends one request and returns its JSON body, or how it failed.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let response = request
+            .header(AUTHORIZATION, self.authorization().await?)
+            .send()
+            .await
+            .map_err(|e| Failure::Unavailable(describe(&e)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::Unavailable(describe(&e)))?;
+        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if status.is_success() {
+            return body.ok_or_else(|| Failure::Unavailable("unexpected response body".into()));
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            // The token was refused before it was due to expire: the next call gets a new one.
+            if let Auth::Google(tokens) = &self.auth {
+                tokens.forget();
+            }
+        }
+        // `{"error": {...}}`, or for a streamed query `[{"error": {...}}]`.
+        let error = body.as_ref().and_then(|b| match b {
+            Value::Array(items) => items.iter().find_map(|i| i.get("error")),
+            other => other.get("error"),
+        });
+        let text = |name: &str| {
+            error
+                .and_then(|e| e.get(name))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        let message = text("message").to_owned();
+        Err(match text("status") {
+            "NOT_FOUND" => Failure::NotFound(message),
+            "ALREADY_EXISTS" => Failure::AlreadyExists(message),
+            other => {
+                let detail = if other.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {other}: {}", shorten(&message))
+                };
+                Failure::Unavailable(format!("HTTP {}{detail}", status.as_u16()))
+            }
+        })
+    }
+
+    /// The path named by a failed commit's error message, if it is one of `candidates`;
+    /// otherwise the only candidate, or all of them.
+    fn failed_path(&self, message: &str, candidates: &[&DocPath]) -> String {
+        let named = path_in_message(message, &self.documents_name);
+        if let Some(found) = candidates
+            .iter()
+            .find(|c| named.as_deref() == Some(c.as_str()))
+        {
+            return found.as_str().to_owned();
+        }
+        match candidates {
+            [one] => one.as_str().to_owned(),
+            many => {
+                let names: Vec<&str> = many.iter().map(|c| c.as_str()).collect();
+                format!("one of {}", names.join(", "))
+            }
+        }
+    }
+}
+
+fn unavailable(operation: &str, target: &str, failure: Failure) -> StoreError {
+    let reason = match failure {
+        Failure::Unavailable(reason) => reason,
+        // Statuses the operation did not expect (e.g. NOT_FOUND from a listing).
+        Failure::NotFound(m) => format!("NOT_FOUND: {}", shorten(&m)),
+        Failure::AlreadyExists(m) => format!("ALREADY_EXISTS: {}", shorten(&m)),
+    };
+    StoreError::Unavailable(format!("firestore {operation} {target}: {reason}"))
+}
+
+fn shorten(message: &str) -> String {
+    let line = message.lines().next().unwrap_or_default();
+    line.chars().take(MAX_MESSAGE).collect()
+}
+
+/// Percent-encodes a path segment; ids are `[A-Za-z0-9_-]` already, this only guards
+/// segments built some other way.
+fn encode_segment(segment: &str) -> String {
+    percent_encode(segment)
+}
+
+/// `url?k=v&...`, percent-encoded by hand: reqwest's `query` writes a space as `+`, which
+/// the emulator does not decode (a field named `with space` would not match its mask).
+fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
+    let mut out = url.to_owned();
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(&percent_encode(key));
+        out.push('=');
+        out.push_str(&percent_encode(value));
+    }
+    out
 }
 
 #[async_trait]
 impl DocumentStore for FirestoreStore {
-    async fn get(&self, _path: &DocPath) -> Result<Option<Fields>, StoreError> {
-        todo!()
+    async fn get(&self, path: &DocPath) -> Result<Option<Fields>, StoreError> {
+        match self.call(self.http.get(self.doc_url(path.as_str()))).await {
+            Ok(doc) => decode_document(&doc)
+                .map(Some)
+                .map_err(|e| unavailable("get", path.as_str(), Failure::Unavailable(e))),
+            Err(Failure::NotFound(_)) => Ok(None),
+            Err(other) => Err(unavailable("get", path.as_str(), other)),
+        }
     }
-    async fn list(&self, _collection: &CollectionPath) -> Result<Vec<Fields>, StoreError> {
-        todo!()
+
+    async fn list(&self, collection: &CollectionPath) -> Result<Vec<Fields>, StoreError> {
+        let fail = |f| unavailable("list", collection.as_str(), f);
+        let url = self.doc_url(collection.as_str());
+        let mut docs = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut query = vec![("pageSize", PAGE_SIZE)];
+            if let Some(token) = &page_token {
+                query.push(("pageToken", token));
+            }
+            let page = self
+                .call(self.http.get(with_query(&url, &query)))
+                .await
+                .map_err(fail)?;
+            if let Some(items) = page.get("documents") {
+                let items = items
+                    .as_array()
+                    .ok_or_else(|| fail(Failure::Unavailable("documents is not a list".into())))?;
+                for item in items {
+                    docs.push(decode_document(item).map_err(|e| fail(Failure::Unavailable(e)))?);
+                }
+            }
+            match page.get("nextPageToken").and_then(Value::as_str) {
+                Some(token) if !token.is_empty() => page_token = Some(token.to_owned()),
+                _ => return Ok(docs),
+            }
+        }
     }
-    async fn list_descendants(&self, _parent: &DocPath, _id: &str) -> Result<Vec<Fields>, StoreError> {
-        todo!()
+
+    async fn list_descendants(
+        &self,
+        parent: &DocPath,
+        collection_id: &str,
+    ) -> Result<Vec<Fields>, StoreError> {
+        let fail = |f| unavailable("query", parent.as_str(), f);
+        // No orderBy: a collection-group order needs a composite index in production.
+        let query = json!({
+            "structuredQuery": {
+                "from": [{ "collectionId": collection_id, "allDescendants": true }]
+            }
+        });
+        let url = format!("{}:runQuery", self.doc_url(parent.as_str()));
+        let answer = self
+            .call(self.http.post(url).json(&query))
+            .await
+            .map_err(fail)?;
+        // A stream of results, each with a `document` except the bookkeeping ones.
+        let results = answer.as_array().ok_or_else(|| {
+            fail(Failure::Unavailable(
+                "the query answer is not a list".into(),
+            ))
+        })?;
+        results
+            .iter()
+            .filter_map(|r| r.get("document"))
+            .map(|d| decode_document(d).map_err(|e| fail(Failure::Unavailable(e))))
+            .collect()
     }
-    async fn create(&self, _path: &DocPath, _fields: Fields) -> Result<Fields, StoreError> {
-        todo!()
+
+    async fn create(&self, path: &DocPath, fields: Fields) -> Result<Fields, StoreError> {
+        let (collection, id) = path
+            .as_str()
+            .rsplit_once('/')
+            .ok_or_else(|| StoreError::Unavailable(format!("not a document path: {path:?}")))?;
+        let body = json!({ "fields": encode_fields(&fields) });
+        let request = self
+            .http
+            .post(with_query(&self.doc_url(collection), &[("documentId", id)]))
+            .json(&body);
+        match self.call(request).await {
+            Ok(doc) => decode_document(&doc)
+                .map_err(|e| unavailable("create", path.as_str(), Failure::Unavailable(e))),
+            Err(Failure::AlreadyExists(_)) => Err(StoreError::AlreadyExists(path.as_str().into())),
+            Err(other) => Err(unavailable("create", path.as_str(), other)),
+        }
     }
-    async fn update(&self, _path: &DocPath, _fields: Fields, _mask: &[String]) -> Result<Fields, StoreError> {
-        todo!()
+
+    async fn update(
+        &self,
+        path: &DocPath,
+        fields: Fields,
+        mask: &[String],
+    ) -> Result<Fields, StoreError> {
+        if mask.is_empty() {
+            // A PATCH without a mask would replace the whole document; an empty mask changes
+            // nothing, so this is a read that only checks the document is there.
+            return self
+                .get(path)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(path.as_str().into()));
+        }
+        let quoted: Vec<String> = mask.iter().map(|name| quote_field_path(name)).collect();
+        let mut query: Vec<(&str, &str)> = quoted
+            .iter()
+            .map(|path| ("updateMask.fieldPaths", path.as_str()))
+            .collect();
+        query.push(("currentDocument.exists", "true"));
+        let body = json!({ "fields": encode_fields(&masked(&fields, mask)) });
+        let request = self
+            .http
+            .patch(with_query(&self.doc_url(path.as_str()), &query))
+            .json(&body);
+        match self.call(request).await {
+            Ok(doc) => decode_document(&doc)
+                .map_err(|e| unavailable("update", path.as_str(), Failure::Unavailable(e))),
+            Err(Failure::NotFound(_)) => Err(StoreError::NotFound(path.as_str().into())),
+            Err(other) => Err(unavailable("update", path.as_str(), other)),
+        }
     }
-    async fn delete(&self, _path: &DocPath) -> Result<(), StoreError> {
-        todo!()
+
+    async fn delete(&self, path: &DocPath) -> Result<(), StoreError> {
+        let request = self.http.delete(with_query(
+            &self.doc_url(path.as_str()),
+            &[("currentDocument.exists", "true")],
+        ));
+        match self.call(request).await {
+            Ok(_) => Ok(()),
+            Err(Failure::NotFound(_)) => Err(StoreError::NotFound(path.as_str().into())),
+            Err(other) => Err(unavailable("delete", path.as_str(), other)),
+        }
     }
-    async fn commit(&self, _writes: Vec<Write>) -> Result<(), StoreError> {
-        todo!()
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let body = json!({
+            "writes": writes.iter().map(|w| self.encode_write(w)).collect::<Vec<_>>()
+        });
+        let url = format!("{}:commit", self.documents_url);
+        match self.call(self.http.post(url).json(&body)).await {
+            Ok(_) => Ok(()),
+            Err(Failure::NotFound(message)) => {
+                let must_exist: Vec<&DocPath> = writes
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Update { path, .. }
+                        | Write::Delete { path }
+                        | Write::RequireExists { path } => Some(path),
+                        Write::Create { .. } => None,
+                    })
+                    .collect();
+                Err(StoreError::NotFound(
+                    self.failed_path(&message, &must_exist),
+                ))
+            }
+            Err(Failure::AlreadyExists(message)) => {
+                let created: Vec<&DocPath> = writes
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Create { path, .. } => Some(path),
+                        _ => None,
+                    })
+                    .collect();
+                Err(StoreError::AlreadyExists(
+                    self.failed_path(&message, &created),
+                ))
+            }
+            Err(other) => Err(unavailable(
+                "commit",
+                &format!("({} writes)", writes.len()),
+                other,
+            )),
+        }
+    }
+}
+
+impl FirestoreStore {
+    fn encode_write(&self, write: &Write) -> Value {
+        match write {
+            Write::Create { path, fields } => json!({
+                "update": { "name": self.doc_name(path), "fields": encode_fields(fields) },
+                "currentDocument": { "exists": false },
+            }),
+            Write::Update { path, fields, mask } => json!({
+                "update": {
+                    "name": self.doc_name(path),
+                    "fields": encode_fields(&masked(fields, mask)),
+                },
+                "updateMask": {
+                    "fieldPaths": mask.iter().map(|m| quote_field_path(m)).collect::<Vec<_>>(),
+                },
+                "currentDocument": { "exists": true },
+            }),
+            Write::Delete { path } => json!({
+                "delete": self.doc_name(path),
+                "currentDocument": { "exists": true },
+            }),
+            // An update with an empty mask touches no field (the emulator leaves even the
+            // update time alone) but still checks its precondition, and, unlike an update
+            // without a mask, does not replace the document.
+            Write::RequireExists { path } => json!({
+                "update": { "name": self.doc_name(path) },
+                "updateMask": { "fieldPaths": [] },
+                "currentDocument": { "exists": true },
+            }),
+        }
+    }
+}
+
+/// The fields of `fields` that `mask` names; the others would be ignored by Firestore.
+fn masked(fields: &Fields, mask: &[String]) -> Fields {
+    mask.iter()
+        .filter_map(|name| fields.get(name).map(|v| (name.clone(), v.clone())))
+        .collect()
+}
+
+/// A top-level field name as a Firestore field path: simple identifiers as they are,
+/// anything else in backticks (with `` ` `` and `\` escaped), so a name with a dot is one
+/// field, not a nested path.
+pub fn quote_field_path(name: &str) -> String {
+    let simple = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if simple {
+        return name.to_owned();
+    }
+    let mut quoted = String::with_capacity(name.len() + 2);
+    quoted.push('`');
+    for c in name.chars() {
+        if matches!(c, '`' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('`');
+    quoted
+}
+
+/// The path after `documents/` in a Firestore error message, in any of the forms seen:
+/// production (`No document to update: projects/p/databases/(default)/documents/a/b`), the
+/// emulator's ALREADY_EXISTS (`EntityRef{..., path=/a/b}`) and its NOT_FOUND (a protobuf
+/// dump of `Element { type: "a" name: "b" }` entries).
+fn path_in_message(message: &str, documents_name: &str) -> Option<String> {
+    let take_path = |rest: &str| {
+        let end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '}' | ')' | ',' | '"' | '\'' | '>'))
+            .unwrap_or(rest.len());
+        let path = rest[..end].trim_end_matches(['.', '/']);
+        (!path.is_empty()).then(|| path.to_owned())
+    };
+    let prefix = format!("{documents_name}/");
+    if let Some(at) = message.find(&prefix) {
+        return take_path(&message[at + prefix.len()..]);
+    }
+    if let Some(at) = message.find("path=/") {
+        return take_path(&message[at + "path=/".len()..]);
+    }
+    let quoted_after = |key: &str, from: &str| -> Option<(String, usize)> {
+        let at = from.find(key)? + key.len();
+        let len = from[at..].find('"')?;
+        Some((from[at..at + len].to_owned(), at + len + 1))
+    };
+    let mut segments = Vec::new();
+    let mut rest = message.split_once("path <")?.1;
+    while let Some((kind, next)) = quoted_after("type: \"", rest) {
+        let (name, after) = quoted_after("name: \"", &rest[next..])?;
+        segments.push(kind);
+        segments.push(name);
+        rest = &rest[next + after..];
+    }
+    (!segments.is_empty()).then(|| segments.join("/"))
+}
+
+/// A document resource (`{"name", "fields", ...}`) as its fields.
+fn decode_document(doc: &Value) -> Result<Fields, String> {
+    match doc.get("fields") {
+        None => Ok(Fields::new()),
+        Some(Value::Object(fields)) => decode_fields(fields),
+        Some(_) => Err("document fields are not an object".into()),
+    }
+}
+
+/// Firestore `fields` (name to typed value) as plain JSON.
+pub fn decode_fields(fields: &Map<String, Value>) -> Result<Fields, String> {
+    fields
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), decode_value(value)?)))
+        .collect()
+}
+
+/// Plain JSON fields as Firestore `fields`.
+pub fn encode_fields(fields: &Fields) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|(name, value)| (name.clone(), encode_value(value)))
+        .collect()
+}
+
+/// One JSON value as a Firestore `Value`.
+pub fn encode_value(value: &Value) -> Value {
+    match value {
+        Value::Null => json!({ "nullValue": null }),
+        Value::Bool(b) => json!({ "booleanValue": b }),
+        // Firestore integers are int64 (sent as strings); a larger u64 can only be a double,
+        // as the Admin SDK stores any number that is not a safe integer.
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => json!({ "integerValue": i.to_string() }),
+            None => json!({ "doubleValue": n.as_f64().unwrap_or_default() }),
+        },
+        Value::String(s) => json!({ "stringValue": s }),
+        Value::Array(items) if items.is_empty() => json!({ "arrayValue": {} }),
+        Value::Array(items) => {
+            json!({ "arrayValue": { "values": items.iter().map(encode_value).collect::<Vec<_>>() } })
+        }
+        Value::Object(map) if map.is_empty() => json!({ "mapValue": {} }),
+        Value::Object(map) => json!({ "mapValue": { "fields": encode_fields(map) } }),
+    }
+}
+
+/// One Firestore `Value` as JSON. Timestamps, references and bytes (base64) come back as
+/// their strings, geo points as `{latitude, longitude}`.
+pub fn decode_value(value: &Value) -> Result<Value, String> {
+    let typed = value
+        .as_object()
+        .and_then(|o| o.iter().next())
+        .ok_or_else(|| "a Firestore value is not a typed object".to_owned())?;
+    Ok(match (typed.0.as_str(), typed.1) {
+        ("nullValue", _) => Value::Null,
+        ("booleanValue", Value::Bool(b)) => Value::Bool(*b),
+        ("integerValue", Value::String(s)) => s
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| format!("integerValue `{}` is not an int64", shorten(s)))?,
+        ("integerValue", Value::Number(n)) => Value::Number(n.clone()),
+        // NaN and the infinities are strings in JSON; JSON has no such numbers, so null.
+        ("doubleValue", Value::Number(n)) => n
+            .as_f64()
+            .and_then(Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        ("doubleValue", Value::String(_)) => Value::Null,
+        ("stringValue" | "timestampValue" | "referenceValue" | "bytesValue", Value::String(s)) => {
+            Value::String(s.clone())
+        }
+        ("geoPointValue", Value::Object(point)) => {
+            let coordinate = |k: &str| point.get(k).cloned().unwrap_or(json!(0.0));
+            json!({ "latitude": coordinate("latitude"), "longitude": coordinate("longitude") })
+        }
+        ("arrayValue", Value::Object(array)) => match array.get("values") {
+            None => Value::Array(Vec::new()),
+            Some(Value::Array(items)) => {
+                Value::Array(items.iter().map(decode_value).collect::<Result<_, _>>()?)
+            }
+            Some(_) => return Err("arrayValue.values is not a list".into()),
+        },
+        ("mapValue", Value::Object(map)) => match map.get("fields") {
+            None => Value::Object(Map::new()),
+            Some(Value::Object(fields)) => Value::Object(decode_fields(fields)?),
+            Some(_) => return Err("mapValue.fields is not an object".into()),
+        },
+        (kind, _) => return Err(format!("unexpected Firestore value `{}`", shorten(kind))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> FirestoreStore {
+        let config = FirestoreConfig {
+            base_url: "http://127.0.0.1:1/".into(),
+            emulator: true,
+            service_account: None,
+            token_url: None,
+        };
+        FirestoreStore::new(&config, "demo-p", reqwest::Client::new()).expect("store")
+    }
+
+    #[test]
+    fn json_round_trips_through_firestore_values() {
+        let doc = json!({
+            "s": "text", "t": true, "f": false, "n": null,
+            "i": 42, "neg": -7, "big": i64::MAX, "d": 1.5, "whole": 2.0,
+            "empty_list": [], "list": [1, "two", {"three": 3}],
+            "empty_map": {}, "map": {"a": {"b": [true, null]}, "with.dot": "x"},
+        });
+        let Value::Object(fields) = doc else {
+            panic!("object")
+        };
+        let encoded = encode_fields(&fields);
+        assert_eq!(encoded["i"], json!({"integerValue": "42"}));
+        assert_eq!(encoded["d"], json!({"doubleValue": 1.5}));
+        assert_eq!(encoded["whole"], json!({"doubleValue": 2.0}));
+        assert_eq!(encoded["empty_list"], json!({"arrayValue": {}}));
+        assert_eq!(encoded["empty_map"], json!({"mapValue": {}}));
+        assert_eq!(encoded["n"], json!({"nullValue": null}));
+        // Through text, as it travels.
+        let wire: Map<String, Value> =
+            serde_json::from_str(&serde_json::to_string(&encoded).expect("ser")).expect("de");
+        assert_eq!(decode_fields(&wire).expect("decode"), fields);
+    }
+
+    #[test]
+    fn decodes_what_firestore_sends() {
+        let wire = json!({
+            "i": {"integerValue": "9007199254740993"},
+            "ts": {"timestampValue": "2024-01-02T03:04:05.123456Z"},
+            "empty_map": {"mapValue": {"fields": {}}},
+            "empty_list": {"arrayValue": {"values": []}},
+            "nan": {"doubleValue": "NaN"},
+            "geo": {"geoPointValue": {"latitude": 1.5, "longitude": -2.0}},
+        });
+        let Value::Object(wire) = wire else {
+            panic!("object")
+        };
+        let fields = decode_fields(&wire).expect("decode");
+        assert_eq!(fields["i"], json!(9_007_199_254_740_993_i64));
+        assert_eq!(fields["ts"], json!("2024-01-02T03:04:05.123456Z"));
+        assert_eq!(fields["empty_map"], json!({}));
+        assert_eq!(fields["empty_list"], json!([]));
+        assert_eq!(fields["nan"], Value::Null);
+        assert_eq!(fields["geo"], json!({"latitude": 1.5, "longitude": -2.0}));
+
+        let bad = json!({"x": {"integerValue": "12abc"}});
+        assert!(decode_fields(bad.as_object().expect("object")).is_err());
+        let bad = json!({"x": "not typed"});
+        assert!(decode_fields(bad.as_object().expect("object")).is_err());
+    }
+
+    #[test]
+    fn a_huge_unsigned_number_becomes_a_double() {
+        assert_eq!(
+            encode_value(&json!(u64::MAX)),
+            json!({"doubleValue": u64::MAX as f64})
+        );
+    }
+
+    #[test]
+    fn field_paths_are_quoted_unless_simple() {
+        assert_eq!(quote_field_path("name"), "name");
+        assert_eq!(quote_field_path("_a1"), "_a1");
+        assert_eq!(quote_field_path("createdAt"), "createdAt");
+        assert_eq!(quote_field_path("1st"), "`1st`");
+        assert_eq!(quote_field_path("a.b"), "`a.b`");
+        assert_eq!(quote_field_path("a-b c"), "`a-b c`");
+        assert_eq!(quote_field_path("back`tick\\"), "`back\\`tick\\\\`");
+        assert_eq!(quote_field_path(""), "``");
+    }
+
+    #[test]
+    fn paths_are_found_in_every_error_message_form() {
+        let root = "projects/demo-p/databases/(default)/documents";
+        let production = "No document to update: projects/demo-p/databases/(default)/documents/users/u1/businesses/b1";
+        assert_eq!(
+            path_in_message(production, root).as_deref(),
+            Some("users/u1/businesses/b1")
+        );
+        let exists = "entity already exists: EntityRef{partitionRef=dev~demo-p, path=/users/u2/businesses/b1}";
+        assert_eq!(
+            path_in_message(exists, root).as_deref(),
+            Some("users/u2/businesses/b1")
+        );
+        let missing = "no entity to update: app: \"dev~demo-p\"\npath <\n  Element {\n    type: \"users\"\n    name: \"u2\"\n  }\n  Element {\n    type: \"businesses\"\n    name: \"nope\"\n  }\n>\n";
+        assert_eq!(
+            path_in_message(missing, root).as_deref(),
+            Some("users/u2/businesses/nope")
+        );
+        assert_eq!(path_in_message("something else", root), None);
+    }
+
+    #[test]
+    fn urls_and_names() {
+        let s = store();
+        assert_eq!(
+            s.doc_url("users/u1"),
+            "http://127.0.0.1:1/v1/projects/demo-p/databases/(default)/documents/users/u1"
+        );
+        assert_eq!(
+            s.doc_url("users/a b/x"),
+            "http://127.0.0.1:1/v1/projects/demo-p/databases/(default)/documents/users/a%20b/x"
+        );
+        let path = DocPath::user(&crate::ids::Uid::parse("u1").expect("uid"));
+        assert_eq!(
+            s.doc_name(&path),
+            "projects/demo-p/databases/(default)/documents/users/u1"
+        );
+        let one = [&path];
+        assert_eq!(s.failed_path("unrelated", &one), "users/u1");
+        assert_eq!(
+            with_query(
+                "http://h/d",
+                &[("updateMask.fieldPaths", "`a b`"), ("x", "1")]
+            ),
+            "http://h/d?updateMask.fieldPaths=%60a%20b%60&x=1"
+        );
+    }
+
+    #[test]
+    fn bad_configuration_is_an_error_not_a_panic() {
+        let config = FirestoreConfig {
+            base_url: "https://firestore.googleapis.com".into(),
+            emulator: false,
+            service_account: None,
+            token_url: None,
+        };
+        assert!(FirestoreStore::new(&config, "p", reqwest::Client::new()).is_err());
+        let config = FirestoreConfig {
+            service_account: Some("{not json".into()),
+            ..config
+        };
+        assert!(FirestoreStore::new(&config, "p", reqwest::Client::new()).is_err());
+        let emulator = FirestoreConfig {
+            base_url: "http://127.0.0.1:8080".into(),
+            emulator: true,
+            service_account: None,
+            token_url: None,
+        };
+        assert!(FirestoreStore::new(&emulator, "a/b", reqwest::Client::new()).is_err());
+        assert!(FirestoreStore::new(&emulator, "", reqwest::Client::new()).is_err());
     }
 }

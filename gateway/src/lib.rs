@@ -107,7 +107,11 @@ fn local_sdk_config() -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .region(Region::new("us-east-1"))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "local", "local", None, None, "local-gateway",
+            "local",
+            "local",
+            None,
+            None,
+            "local-gateway",
         )))
         .behavior_version(aws_config::BehaviorVersion::latest())
         .build()
@@ -117,7 +121,12 @@ fn local_sdk_config() -> aws_config::SdkConfig {
 pub async fn start(options: Options) -> Result<Running, StartError> {
     let listener = TcpListener::bind((options.host.as_str(), options.port))
         .await
-        .map_err(|e| StartError(format!("cannot listen on {}:{}: {e}", options.host, options.port)))?;
+        .map_err(|e| {
+            StartError(format!(
+                "cannot listen on {}:{}: {e}",
+                options.host, options.port
+            ))
+        })?;
     let addr = listener
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
@@ -160,7 +169,11 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
             create_table(&client, &options.table)
                 .await
                 .map_err(|e| StartError(format!("DynamoDB table: {e}")))?;
-            let registry = Arc::new(DynamoRegistry::new(client, options.table.clone(), retention));
+            let registry = Arc::new(DynamoRegistry::new(
+                client,
+                options.table.clone(),
+                retention,
+            ));
             (registry.clone(), registry)
         }
         None => {

@@ -6,13 +6,21 @@ use axum::response::{Html, IntoResponse, Response};
 
 const INDEX: &str = include_str!("../static/index.html");
 const FILES: [(&str, &str, &str); 3] = [
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../static/app.js")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../static/app.js"),
+    ),
     (
         "sync-client.js",
         "text/javascript; charset=utf-8",
         include_str!("../static/sync-client.js"),
     ),
-    ("style.css", "text/css; charset=utf-8", include_str!("../static/style.css")),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../static/style.css"),
+    ),
 ];
 
 pub(crate) async fn index() -> Html<&'static str> {
@@ -21,9 +29,14 @@ pub(crate) async fn index() -> Html<&'static str> {
 
 pub(crate) async fn asset(Path(file): Path<String>) -> Response {
     match FILES.iter().find(|(name, _, _)| *name == file) {
-        Some((_, content_type, body)) => {
-            ([("content-type", *content_type), ("cache-control", "no-cache")], *body).into_response()
-        }
+        Some((_, content_type, body)) => (
+            [
+                ("content-type", *content_type),
+                ("cache-control", "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -66,7 +67,13 @@ impl Client {
         r["token"].as_str().unwrap().to_owned()
     }
 
-    async fn call(&self, uid: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        uid: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let token = self.token(uid).await;
         let mut req = self
             .http
@@ -83,7 +90,9 @@ impl Client {
     async fn socket(&self, uid: &str) -> Ws {
         let token = self.token(uid).await;
         let url = format!("{}/ws?token={token}", self.base.replace("http://", "ws://"));
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("socket connects");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("socket connects");
         ws
     }
 }
@@ -103,7 +112,9 @@ async fn next(ws: &mut Ws) -> Value {
 }
 
 async fn send(ws: &mut Ws, message: Value) {
-    ws.send(Message::Text(message.to_string().into())).await.unwrap();
+    ws.send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
 }
 
 macro_rules! on_both_backends {
@@ -130,7 +141,9 @@ on_both_backends!(
 
 async fn socket_connects_on_login_and_answers_ping(backend: Backend) {
     let c = Client::start(options(backend)).await;
-    let (status, body) = c.call("alice", reqwest::Method::POST, "/auth/login", None).await;
+    let (status, body) = c
+        .call("alice", reqwest::Method::POST, "/auth/login", None)
+        .await;
     assert_eq!(status, 200, "{body}");
     let mut ws = c.socket("alice").await;
     send(&mut ws, json!({"action": "ping"})).await;
@@ -139,12 +152,26 @@ async fn socket_connects_on_login_and_answers_ping(backend: Backend) {
 
 async fn login_returns_the_data_with_no_extra_fetch(backend: Backend) {
     let c = Client::start(options(backend)).await;
-    let (_, b) = c.call("alice", reqwest::Method::POST, "/businesses", Some(json!({"name": "Bakery"}))).await;
+    let (_, b) = c
+        .call(
+            "alice",
+            reqwest::Method::POST,
+            "/businesses",
+            Some(json!({"name": "Bakery"})),
+        )
+        .await;
     let bid = b["id"].as_str().unwrap();
     let (_, p) = c
-        .call("alice", reqwest::Method::POST, &format!("/products/{bid}"), Some(json!({"name": "Bread", "price": 3})))
+        .call(
+            "alice",
+            reqwest::Method::POST,
+            &format!("/products/{bid}"),
+            Some(json!({"name": "Bread", "price": 3})),
+        )
         .await;
-    let (status, login) = c.call("alice", reqwest::Method::POST, "/auth/login", None).await;
+    let (status, login) = c
+        .call("alice", reqwest::Method::POST, "/auth/login", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(login["businesses"], json!([b]));
     assert_eq!(login["products"], json!([p]));
@@ -158,30 +185,74 @@ async fn mutations_appear_instantly_on_every_socket_of_the_user_and_no_other(bac
     let mut alice_2 = c.socket("alice").await;
     let mut bob = c.socket("bob").await;
 
-    let (_, b) = c.call("alice", reqwest::Method::POST, "/businesses", Some(json!({"name": "Bakery"}))).await;
+    let (_, b) = c
+        .call(
+            "alice",
+            reqwest::Method::POST,
+            "/businesses",
+            Some(json!({"name": "Bakery"})),
+        )
+        .await;
     let bid = b["id"].as_str().unwrap().to_owned();
     let (_, p) = c
-        .call("alice", reqwest::Method::POST, &format!("/products/{bid}"), Some(json!({"name": "Bread"})))
+        .call(
+            "alice",
+            reqwest::Method::POST,
+            &format!("/products/{bid}"),
+            Some(json!({"name": "Bread"})),
+        )
         .await;
     let pid = p["id"].as_str().unwrap().to_owned();
     let (status, _) = c
-        .call("alice", reqwest::Method::PATCH, &format!("/products/update/{bid}/{pid}"), Some(json!({"name": "Rye"})))
+        .call(
+            "alice",
+            reqwest::Method::PATCH,
+            &format!("/products/update/{bid}/{pid}"),
+            Some(json!({"name": "Rye"})),
+        )
         .await;
     assert_eq!(status, 200);
     let (status, _) = c
-        .call("alice", reqwest::Method::DELETE, &format!("/products/{bid}/{pid}"), None)
+        .call(
+            "alice",
+            reqwest::Method::DELETE,
+            &format!("/products/{bid}/{pid}"),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
 
     for ws in [&mut alice_1, &mut alice_2] {
-        let frames = [next(ws).await, next(ws).await, next(ws).await, next(ws).await];
-        let names: Vec<_> = frames.iter().map(|f| f["event"].as_str().unwrap().to_owned()).collect();
-        assert_eq!(names, ["business:created", "product:created", "product:updated", "product:deleted"]);
+        let frames = [
+            next(ws).await,
+            next(ws).await,
+            next(ws).await,
+            next(ws).await,
+        ];
+        let names: Vec<_> = frames
+            .iter()
+            .map(|f| f["event"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "business:created",
+                "product:created",
+                "product:updated",
+                "product:deleted"
+            ]
+        );
         assert_eq!(frames[2]["data"]["name"], "Rye");
         assert_eq!(frames[3]["data"], json!({"id": pid, "businessId": bid}));
     }
     // Bob's first frame is his own event: none of Alice's reached him before it.
-    c.call("bob", reqwest::Method::POST, "/businesses", Some(json!({"name": "Bob's"}))).await;
+    c.call(
+        "bob",
+        reqwest::Method::POST,
+        "/businesses",
+        Some(json!({"name": "Bob's"})),
+    )
+    .await;
     let first = next(&mut bob).await;
     assert_eq!(first["event"], "business:created");
     assert_eq!(first["data"]["name"], "Bob's");
@@ -191,16 +262,38 @@ async fn mutations_appear_instantly_on_every_socket_of_the_user_and_no_other(bac
 async fn a_dropped_connection_loses_nothing_after_resume(backend: Backend) {
     let c = Client::start(options(backend)).await;
     let mut ws = c.socket("alice").await;
-    c.call("alice", reqwest::Method::POST, "/businesses", Some(json!({"name": "One"}))).await;
+    c.call(
+        "alice",
+        reqwest::Method::POST,
+        "/businesses",
+        Some(json!({"name": "One"})),
+    )
+    .await;
     let first = next(&mut ws).await;
     assert_eq!(first["seq"], 1);
     drop(ws);
-    c.call("alice", reqwest::Method::POST, "/businesses", Some(json!({"name": "Two"}))).await;
-    c.call("alice", reqwest::Method::POST, "/businesses", Some(json!({"name": "Three"}))).await;
+    c.call(
+        "alice",
+        reqwest::Method::POST,
+        "/businesses",
+        Some(json!({"name": "Two"})),
+    )
+    .await;
+    c.call(
+        "alice",
+        reqwest::Method::POST,
+        "/businesses",
+        Some(json!({"name": "Three"})),
+    )
+    .await;
 
     let mut ws = c.socket("alice").await;
     send(&mut ws, json!({"action": "resume", "since": 1})).await;
-    let replay = [next(&mut ws).await, next(&mut ws).await, next(&mut ws).await];
+    let replay = [
+        next(&mut ws).await,
+        next(&mut ws).await,
+        next(&mut ws).await,
+    ];
     assert_eq!(replay[0]["data"]["name"], "Two");
     assert_eq!(replay[1]["data"]["name"], "Three");
     assert_eq!(replay[2]["event"], "resume:done");
@@ -216,7 +309,9 @@ async fn the_token_can_come_as_a_subprotocol_and_is_echoed() {
         .unwrap();
     req.headers_mut()
         .insert("sec-websocket-protocol", token.parse().unwrap());
-    let (mut ws, response) = tokio_tungstenite::connect_async(req).await.expect("connects");
+    let (mut ws, response) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connects");
     assert_eq!(response.headers()["sec-websocket-protocol"], token.as_str());
     send(&mut ws, json!({"action": "ping"})).await;
     assert_eq!(next(&mut ws).await["event"], "pong");
@@ -237,9 +332,20 @@ async fn a_bad_token_refuses_the_upgrade() {
 #[tokio::test]
 async fn the_management_api_answers_410_for_a_gone_connection() {
     let c = Client::start(Options::ephemeral()).await;
-    let r = c.http.post(format!("{}/@connections/nosuchid", c.base)).body("x").send().await.unwrap();
+    let r = c
+        .http
+        .post(format!("{}/@connections/nosuchid", c.base))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 410);
-    let r = c.http.get(format!("{}/@connections/nosuchid", c.base)).send().await.unwrap();
+    let r = c
+        .http
+        .get(format!("{}/@connections/nosuchid", c.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 410);
 }
 
@@ -252,9 +358,14 @@ async fn api_gateway_limits_close_oversized_and_idle_sockets() {
     };
     let c = Client::start(o).await;
     let mut ws = c.socket("alice").await;
-    ws.send(Message::Text("x".repeat(128 * 1024 + 1).into())).await.unwrap();
+    ws.send(Message::Text("x".repeat(128 * 1024 + 1).into()))
+        .await
+        .unwrap();
     let closed = loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed in time") {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("closed in time")
+        {
             Some(Ok(Message::Close(frame))) => break frame,
             Some(Ok(_)) => continue,
             _ => break None,
@@ -265,7 +376,10 @@ async fn api_gateway_limits_close_oversized_and_idle_sockets() {
     let mut ws = c.socket("alice").await;
     let started = std::time::Instant::now();
     let closed = loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("closed in time") {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("closed in time")
+        {
             Some(Ok(Message::Close(frame))) => break frame,
             Some(Ok(_)) => continue,
             _ => break None,
@@ -282,11 +396,19 @@ async fn a_restart_keeps_the_data_and_the_seq() {
     o.memory = false;
     o.data_dir = dir.clone();
     let c = Client::start(o.clone()).await;
-    c.call("alice", reqwest::Method::POST, "/businesses", Some(json!({"name": "Kept"}))).await;
+    c.call(
+        "alice",
+        reqwest::Method::POST,
+        "/businesses",
+        Some(json!({"name": "Kept"})),
+    )
+    .await;
     drop(c);
 
     let c = Client::start(o).await;
-    let (_, login) = c.call("alice", reqwest::Method::POST, "/auth/login", None).await;
+    let (_, login) = c
+        .call("alice", reqwest::Method::POST, "/auth/login", None)
+        .await;
     assert_eq!(login["businesses"][0]["name"], "Kept");
     assert_eq!(login["seq"], 1);
     let _ = std::fs::remove_dir_all(dir);

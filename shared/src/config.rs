@@ -144,9 +144,7 @@ impl Config {
                     .get("FIRESTORE_BASE_URL")
                     .unwrap_or_else(|| FIRESTORE_URL.into()),
                 emulator: false,
-                service_account: Some(SecretString::from(required(
-                    "GOOGLE_SERVICE_ACCOUNT_JSON",
-                )?)),
+                service_account: Some(SecretString::from(required("GOOGLE_SERVICE_ACCOUNT_JSON")?)),
                 token_url: s.get("GOOGLE_TOKEN_URL"),
             },
         };
@@ -178,7 +176,12 @@ impl Config {
 
         let cors_allowed_origins = s
             .get("CORS_ALLOWED_ORIGINS")
-            .map(|v| v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
 
         Ok(Self {
@@ -220,7 +223,10 @@ mod tests {
         assert_eq!(cfg.event_retention, Duration::from_secs(24 * 3600));
 
         let mut s = base();
-        s.insert("FIREBASE_AUTH_EMULATOR_HOST".into(), "127.0.0.1:9099".into());
+        s.insert(
+            "FIREBASE_AUTH_EMULATOR_HOST".into(),
+            "127.0.0.1:9099".into(),
+        );
         assert!(Config::from_settings(&s).unwrap().auth.emulator);
     }
 

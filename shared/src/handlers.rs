@@ -35,7 +35,9 @@ fn by_created_at(mut docs: Vec<Fields>) -> Vec<Fields> {
     docs.sort_by(|a, b| {
         let key = |d: &Fields| {
             (
-                d.get("createdAt").and_then(Value::as_str).map(str::to_owned),
+                d.get("createdAt")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 d.get("id").and_then(Value::as_str).map(str::to_owned),
             )
         };
@@ -67,7 +69,12 @@ pub async fn login(app: &App, who: &Principal) -> Result<Value, AppError> {
 
 async fn get_or_create_user(app: &App, who: &Principal) -> Result<Fields, AppError> {
     let path = DocPath::user(who.uid());
-    if let Some(user) = app.store.get(&path).await.map_err(|e| store_error(e, "user"))? {
+    if let Some(user) = app
+        .store
+        .get(&path)
+        .await
+        .map_err(|e| store_error(e, "user"))?
+    {
         return Ok(user);
     }
     let now = domain::now_timestamp();
@@ -375,8 +382,9 @@ pub async fn broadcast(
 fn is_event_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b':'))
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b':')
+        })
         && !CONTROL_EVENTS.contains(&s)
 }
 
@@ -388,7 +396,15 @@ mod tests {
     fn event_names() {
         assert!(is_event_name("ai:progress"));
         assert!(is_event_name("product:updated"));
-        for bad in ["", "Ai", "pong", "resume:done", "a b", "x/y", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "Ai",
+            "pong",
+            "resume:done",
+            "a b",
+            "x/y",
+            &"a".repeat(65),
+        ] {
             assert!(!is_event_name(bad), "{bad}");
         }
     }

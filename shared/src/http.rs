@@ -54,10 +54,7 @@ impl Route {
             Self::CreateBusiness => (Method::POST, "/businesses"),
             Self::ListProducts => (Method::GET, "/products/{businessId}"),
             Self::CreateProduct => (Method::POST, "/products/{businessId}"),
-            Self::UpdateProduct => (
-                Method::PATCH,
-                "/products/update/{businessId}/{productId}",
-            ),
+            Self::UpdateProduct => (Method::PATCH, "/products/update/{businessId}/{productId}"),
             Self::DeleteProduct => (Method::DELETE, "/products/{businessId}/{productId}"),
             Self::UpdateUser => (Method::PATCH, "/users/{uid}"),
             Self::ListEvents => (Method::GET, "/events"),
@@ -110,7 +107,10 @@ impl Route {
 fn match_template(template: &str, path: &str) -> Option<HashMap<String, String>> {
     let mut params = HashMap::new();
     let mut t = template.trim_matches('/').split('/');
-    let mut p = path.trim_end_matches('/').trim_start_matches('/').split('/');
+    let mut p = path
+        .trim_end_matches('/')
+        .trim_start_matches('/')
+        .split('/');
     loop {
         match (t.next(), p.next()) {
             (None, None) => return Some(params),
@@ -233,7 +233,10 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
         Route::CreateBusiness => {
             let body = json_body(req)?;
             let who = app.auth.authenticate(&req.headers).await?;
-            Ok((S::CREATED, handlers::create_business(app, &who, body).await?))
+            Ok((
+                S::CREATED,
+                handlers::create_business(app, &who, body).await?,
+            ))
         }
         Route::ListProducts => {
             let business = param(req, "businessId", BusinessId::parse)?;
@@ -278,14 +281,16 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
         Route::Broadcast => {
             let body = json_body(req)?;
             let on_behalf_of = app.auth.authenticate_service(&req.headers)?;
-            Ok((S::ACCEPTED, handlers::broadcast(app, &on_behalf_of, body).await?))
+            Ok((
+                S::ACCEPTED,
+                handlers::broadcast(app, &on_behalf_of, body).await?,
+            ))
         }
     }
 }
 
 /// Headers a browser may send across origins.
-pub const CORS_ALLOWED_HEADERS: &str =
-    "authorization, content-type, x-service-key, x-on-behalf-of";
+pub const CORS_ALLOWED_HEADERS: &str = "authorization, content-type, x-service-key, x-on-behalf-of";
 pub const CORS_ALLOWED_METHODS: &str = "GET, POST, PATCH, DELETE, OPTIONS";
 
 /// Adds `Access-Control-Allow-Origin` when `origin` is allowed (`*` allows any).
@@ -329,8 +334,7 @@ mod tests {
 
     #[test]
     fn resolves_routes_and_path_parameters() {
-        let (route, params) =
-            Route::resolve(&Method::PATCH, "/products/update/b1/p2").unwrap();
+        let (route, params) = Route::resolve(&Method::PATCH, "/products/update/b1/p2").unwrap();
         assert_eq!(route, Route::UpdateProduct);
         assert_eq!(params["businessId"], "b1");
         assert_eq!(params["productId"], "p2");
@@ -351,9 +355,17 @@ mod tests {
     fn cors_only_for_allowed_origins() {
         let allowed = vec!["https://app.example".to_string()];
         let mut h = HeaderMap::new();
-        add_cors(&allowed, Some(&HeaderValue::from_static("https://evil.example")), &mut h);
+        add_cors(
+            &allowed,
+            Some(&HeaderValue::from_static("https://evil.example")),
+            &mut h,
+        );
         assert!(h.is_empty());
-        add_cors(&allowed, Some(&HeaderValue::from_static("https://app.example")), &mut h);
+        add_cors(
+            &allowed,
+            Some(&HeaderValue::from_static("https://app.example")),
+            &mut h,
+        );
         assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
     }
 }

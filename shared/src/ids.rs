@@ -96,9 +96,9 @@ pub struct ConnectionId(String);
 impl ConnectionId {
     pub fn parse(raw: &str) -> Result<Self, AppError> {
         let ok = (1..=MAX_ID_LEN).contains(&raw.len())
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'=' | b'+' | b'/'));
+            && raw.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'=' | b'+' | b'/')
+            });
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
@@ -131,7 +131,10 @@ mod tests {
         assert!(BusinessId::parse("abc_DEF-123").is_ok());
         assert!(BusinessId::parse(&"a".repeat(128)).is_ok());
         for bad in ["", "a/b", "..", "a b", "é", &"a".repeat(129)] {
-            assert!(BusinessId::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                BusinessId::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

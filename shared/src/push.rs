@@ -66,7 +66,9 @@ impl ManagementApiPusher {
     }
 }
 
-fn outcome_of<E, R>(result: Result<Result<R, SdkError<E>>, tokio::time::error::Elapsed>) -> PushOutcome
+fn outcome_of<E, R>(
+    result: Result<Result<R, SdkError<E>>, tokio::time::error::Elapsed>,
+) -> PushOutcome
 where
     E: std::error::Error + 'static,
 {
@@ -78,7 +80,9 @@ where
             Some(429) => PushOutcome::Throttled,
             Some(413) => PushOutcome::TooLarge,
             Some(status) => PushOutcome::Failed(format!("status {status}")),
-            None => PushOutcome::Failed(aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&err).to_string()),
+            None => PushOutcome::Failed(
+                aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&err).to_string(),
+            ),
         },
     }
 }

@@ -80,7 +80,10 @@ mod tests {
             .map(|d| d["Name"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>();
         for name in &declared {
-            assert!(!line[name.as_str()].is_null(), "{name} declared but missing");
+            assert!(
+                !line[name.as_str()].is_null(),
+                "{name} declared but missing"
+            );
         }
         assert_eq!(line["EventsPushed"], 2);
         assert_eq!(line["PushLatency"][1], 7.0);

@@ -167,7 +167,15 @@ async fn send_error(app: &App, id: &ConnectionId, code: &str, message: &str) {
 async fn on_message(app: &App, id: &ConnectionId, body: &str) {
     let message: Value = match serde_json::from_str(body) {
         Ok(v @ Value::Object(_)) => v,
-        _ => return send_error(app, id, "bad_request", "send a JSON object with an `action`").await,
+        _ => {
+            return send_error(
+                app,
+                id,
+                "bad_request",
+                "send a JSON object with an `action`",
+            )
+            .await;
+        }
     };
     match message.get("action").and_then(Value::as_str) {
         Some("ping") => send(app, id, &control_frame("pong", None)).await,
@@ -198,7 +206,13 @@ async fn live_connection(app: &App, id: &ConnectionId) -> Option<Connection> {
     match app.connections.get(id).await {
         Ok(Some(conn)) if conn.token_expires_at > chrono::Utc::now().timestamp() => Some(conn),
         Ok(Some(conn)) => {
-            send_error(app, id, "unauthorized", "token expired; reconnect with a fresh one").await;
+            send_error(
+                app,
+                id,
+                "unauthorized",
+                "token expired; reconnect with a fresh one",
+            )
+            .await;
             app.pusher.close(id).await;
             let _ = app.connections.remove(&conn.id).await;
             None

@@ -11,11 +11,11 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use shared::App;
 use shared::config::Config;
 use shared::http::Route;
 use shared::ids::ConnectionId;
 use shared::ws::WsRoute;
-use shared::App;
 
 pub use servers::{FirestoreCalls, FirestoreProxy, Jwks, ManagementRecorder};
 
@@ -49,7 +49,10 @@ pub const SERVICE_KEY: &str = "test-service-key-0123456789";
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tests/fixtures");
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", shared::ids::Uid::generate().as_str().to_lowercase())
+    format!(
+        "{prefix}-{}",
+        shared::ids::Uid::generate().as_str().to_lowercase()
+    )
 }
 
 /// One isolated backend: its own Firestore project, DynamoDB table and recorders.
@@ -161,15 +164,19 @@ impl TestApp {
         let (route, params) = match Route::resolve(&method, path) {
             Ok(found) => found,
             Err(err) => {
+                // API Gateway answers unrouted requests itself; the local gateway maps them
+                // the same way as the functions do.
+                let r = shared::http::ApiResponse::error(&err);
                 return Response {
-                    status: err.status(),
-                    headers: http::HeaderMap::new(),
+                    status: r.status,
+                    headers: r.headers,
                     body: err.body(),
                 };
             }
         };
         let event = http_api_event(route, &method, path, query, &params, headers, body);
-        let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event");
+        let request =
+            lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event");
         let response = shared::lambda::serve_http(&self.app, route, request).await;
         let status = response.status();
         let headers = response.headers().clone();
@@ -185,13 +192,22 @@ impl TestApp {
     }
 
     /// A request as user `uid` with a JSON body.
-    pub async fn as_user(&self, uid: &str, method: Method, path: &str, body: Option<Value>) -> Response {
+    pub async fn as_user(
+        &self,
+        uid: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
         let token = format!("Bearer {}", self.token(uid));
         let body = body.map(|b| b.to_string());
         self.request(
             method,
             path,
-            &[("authorization", &token), ("content-type", "application/json")],
+            &[
+                ("authorization", &token),
+                ("content-type", "application/json"),
+            ],
             body.as_deref(),
         )
         .await
@@ -216,7 +232,9 @@ impl TestApp {
     pub async fn connect(&self, uid: &str) -> String {
         let id = ConnectionId::generate().to_string();
         let token = self.token(uid);
-        let r = self.ws(WsRoute::Connect, &id, &[("token", &token)], &[], None).await;
+        let r = self
+            .ws(WsRoute::Connect, &id, &[("token", &token)], &[], None)
+            .await;
         assert_eq!(r.status_code, 200, "connect refused: {:?}", r.body);
         id
     }
@@ -312,11 +330,20 @@ pub fn websocket_event(
         "isBase64Encoded": false
     });
     if !headers.is_empty() {
-        event["headers"] = json!(headers.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>());
+        event["headers"] = json!(
+            headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                .collect::<serde_json::Map<_, _>>()
+        );
     }
     if !query.is_empty() {
-        event["queryStringParameters"] =
-            json!(query.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>());
+        event["queryStringParameters"] = json!(
+            query
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                .collect::<serde_json::Map<_, _>>()
+        );
     }
     if let Some(body) = body {
         event["body"] = json!(body);

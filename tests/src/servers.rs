@@ -51,7 +51,11 @@ impl CallCounter {
     fn count(&self, method: &Method, path: &str) {
         let mut c = self.0.lock().expect("counter");
         let after = path.split("/documents").nth(1).unwrap_or("");
-        let segments = after.trim_matches('/').split('/').filter(|s| !s.is_empty()).count();
+        let segments = after
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .count();
         if path.ends_with(":runQuery") {
             c.queries += 1;
         } else if path.ends_with(":commit") || *method != Method::GET {
@@ -157,7 +161,8 @@ async fn connection(
     }
     match method {
         Method::POST => {
-            s.posts.push((id, String::from_utf8_lossy(&body).into_owned()));
+            s.posts
+                .push((id, String::from_utf8_lossy(&body).into_owned()));
             StatusCode::OK
         }
         Method::DELETE => {

@@ -7,7 +7,12 @@ use serde_json::{Value, json};
 
 async fn business(t: &TestApp, uid: &str, name: &str) -> Value {
     let r = t
-        .as_user(uid, Method::POST, "/businesses", Some(json!({"name": name})))
+        .as_user(
+            uid,
+            Method::POST,
+            "/businesses",
+            Some(json!({"name": name})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     r.body
@@ -15,7 +20,12 @@ async fn business(t: &TestApp, uid: &str, name: &str) -> Value {
 
 async fn product(t: &TestApp, uid: &str, business_id: &str, body: Value) -> Value {
     let r = t
-        .as_user(uid, Method::POST, &format!("/products/{business_id}"), Some(body))
+        .as_user(
+            uid,
+            Method::POST,
+            &format!("/products/{business_id}"),
+            Some(body),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     r.body
@@ -31,10 +41,19 @@ fn writes(n: usize) -> FirestoreCalls {
 #[tokio::test]
 async fn login_creates_the_user_and_returns_everything_in_one_bootstrap() {
     let t = TestApp::spawn().await;
-    let token = t.token_with("alice", 3600, json!({"email": "alice@example.com", "name": "Alice"}));
+    let token = t.token_with(
+        "alice",
+        3600,
+        json!({"email": "alice@example.com", "name": "Alice"}),
+    );
     let auth = format!("Bearer {token}");
     let r = t
-        .request(Method::POST, "/auth/login", &[("authorization", &auth)], None)
+        .request(
+            Method::POST,
+            "/auth/login",
+            &[("authorization", &auth)],
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["user"]["uid"], "alice");
@@ -46,27 +65,57 @@ async fn login_creates_the_user_and_returns_everything_in_one_bootstrap() {
     // First login: the user read, the user create, one listing and one products query.
     assert_eq!(
         t.firestore.calls.get(),
-        FirestoreCalls { reads: 1, lists: 1, queries: 1, writes: 1 }
+        FirestoreCalls {
+            reads: 1,
+            lists: 1,
+            queries: 1,
+            writes: 1
+        }
     );
 
     let b1 = business(&t, "alice", "Bakery").await;
     let b2 = business(&t, "alice", "Florist").await;
-    let p1 = product(&t, "alice", b1["id"].as_str().unwrap(), json!({"name": "Bread"})).await;
-    let p2 = product(&t, "alice", b2["id"].as_str().unwrap(), json!({"name": "Roses"})).await;
+    let p1 = product(
+        &t,
+        "alice",
+        b1["id"].as_str().unwrap(),
+        json!({"name": "Bread"}),
+    )
+    .await;
+    let p2 = product(
+        &t,
+        "alice",
+        b2["id"].as_str().unwrap(),
+        json!({"name": "Roses"}),
+    )
+    .await;
     business(&t, "bob", "Bob's").await;
 
     t.firestore.calls.reset();
     let r = t
-        .request(Method::POST, "/auth/login", &[("authorization", &auth)], None)
+        .request(
+            Method::POST,
+            "/auth/login",
+            &[("authorization", &auth)],
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["businesses"], json!([b1, b2]));
     assert_eq!(r.body["products"], json!([p1, p2]));
-    assert_eq!(r.body["seq"], 4, "two businesses and two products were created");
+    assert_eq!(
+        r.body["seq"], 4,
+        "two businesses and two products were created"
+    );
     // Later logins: one read for the user, one listing, one query for every product.
     assert_eq!(
         t.firestore.calls.get(),
-        FirestoreCalls { reads: 1, lists: 1, queries: 1, writes: 0 }
+        FirestoreCalls {
+            reads: 1,
+            lists: 1,
+            queries: 1,
+            writes: 0
+        }
     );
 }
 
@@ -115,17 +164,30 @@ async fn every_mutation_costs_one_write_and_no_read_and_reaches_every_socket_of_
 
     t.firestore.calls.reset();
     let r = t
-        .as_user("alice", Method::DELETE, &format!("/products/{bid}/{pid}"), None)
+        .as_user(
+            "alice",
+            Method::DELETE,
+            &format!("/products/{bid}/{pid}"),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(t.firestore.calls.get(), writes(1));
 
     for socket in [&alice_1, &alice_2] {
         let events = t.gateway.events(socket);
-        let names: Vec<_> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+        let names: Vec<_> = events
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
         assert_eq!(
             names,
-            ["business:created", "product:created", "product:updated", "product:deleted"]
+            [
+                "business:created",
+                "product:created",
+                "product:updated",
+                "product:deleted"
+            ]
         );
         let seqs: Vec<_> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, [1, 2, 3, 4]);
@@ -154,13 +216,26 @@ async fn another_users_business_does_not_exist_for_you() {
 
     let attempts = [
         (Method::GET, format!("/products/{bid}"), None),
-        (Method::POST, format!("/products/{bid}"), Some(json!({"name": "Stolen"}))),
-        (Method::PATCH, format!("/products/update/{bid}/{pid}"), Some(json!({"name": "Mine"}))),
+        (
+            Method::POST,
+            format!("/products/{bid}"),
+            Some(json!({"name": "Stolen"})),
+        ),
+        (
+            Method::PATCH,
+            format!("/products/update/{bid}/{pid}"),
+            Some(json!({"name": "Mine"})),
+        ),
         (Method::DELETE, format!("/products/{bid}/{pid}"), None),
     ];
     for (method, path, body) in attempts {
         let r = t.as_user("bob", method.clone(), &path, body).await;
-        assert_eq!(r.status, StatusCode::NOT_FOUND, "{method} {path}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: {}",
+            r.body
+        );
         assert_eq!(r.body["error"]["code"], "not_found");
     }
     let r = t.as_user("bob", Method::GET, "/businesses", None).await;
@@ -169,7 +244,9 @@ async fn another_users_business_does_not_exist_for_you() {
     let _ = (alice, bob);
 
     // Alice's data is untouched.
-    let r = t.as_user("alice", Method::GET, &format!("/products/{bid}"), None).await;
+    let r = t
+        .as_user("alice", Method::GET, &format!("/products/{bid}"), None)
+        .await;
     assert_eq!(r.body, json!([p]));
 }
 
@@ -178,57 +255,220 @@ async fn missing_documents_are_404_and_nothing_is_created() {
     let t = TestApp::spawn().await;
     let socket = t.connect("alice").await;
     let r = t
-        .as_user("alice", Method::POST, "/products/nosuchbusiness", Some(json!({"name": "x"})))
+        .as_user(
+            "alice",
+            Method::POST,
+            "/products/nosuchbusiness",
+            Some(json!({"name": "x"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let b = business(&t, "alice", "Bakery").await;
     let bid = b["id"].as_str().unwrap();
     let r = t
-        .as_user("alice", Method::PATCH, &format!("/products/update/{bid}/nope"), Some(json!({"name": "x"})))
+        .as_user(
+            "alice",
+            Method::PATCH,
+            &format!("/products/update/{bid}/nope"),
+            Some(json!({"name": "x"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = t.as_user("alice", Method::DELETE, &format!("/products/{bid}/nope"), None).await;
+    let r = t
+        .as_user(
+            "alice",
+            Method::DELETE,
+            &format!("/products/{bid}/nope"),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = t.as_user("alice", Method::GET, &format!("/products/{bid}"), None).await;
-    assert_eq!(r.body, json!([]), "a failed update must not create the product");
-    let r = t.as_user("alice", Method::GET, "/products/nosuchbusiness", None).await;
+    let r = t
+        .as_user("alice", Method::GET, &format!("/products/{bid}"), None)
+        .await;
+    assert_eq!(
+        r.body,
+        json!([]),
+        "a failed update must not create the product"
+    );
+    let r = t
+        .as_user("alice", Method::GET, "/products/nosuchbusiness", None)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(t.gateway.events(&socket).len(), 1, "only business:created");
 }
+
+/// Method, path, headers, body, expected status and error code.
+type Case<'a> = (
+    Method,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Option<String>,
+    StatusCode,
+    &'a str,
+);
 
 #[tokio::test]
 async fn error_paths_answer_json_with_the_right_status() {
     let t = TestApp::spawn().await;
     let alice = format!("Bearer {}", t.token("alice"));
     let json_ct = ("content-type", "application/json");
-    let cases: Vec<(Method, &str, Vec<(&str, &str)>, Option<String>, StatusCode, &str)> = vec![
-        (Method::GET, "/businesses", vec![], None, StatusCode::UNAUTHORIZED, "unauthorized"),
-        (Method::GET, "/businesses", vec![("authorization", "Bearer not.a.token")], None, StatusCode::UNAUTHORIZED, "unauthorized"),
-        (Method::GET, "/businesses", vec![("authorization", "Basic abc")], None, StatusCode::UNAUTHORIZED, "unauthorized"),
-        (Method::POST, "/businesses", vec![("authorization", &alice), json_ct], Some("{".into()), StatusCode::BAD_REQUEST, "bad_request"),
-        (Method::POST, "/businesses", vec![("authorization", &alice), json_ct], Some("[]".into()), StatusCode::BAD_REQUEST, "bad_request"),
-        (Method::POST, "/businesses", vec![("authorization", &alice), json_ct], Some(r#"{"name":"x","owner":"y"}"#.into()), StatusCode::BAD_REQUEST, "bad_request"),
-        (Method::POST, "/businesses", vec![("authorization", &alice), json_ct], Some(r#"{"name":42}"#.into()), StatusCode::BAD_REQUEST, "bad_request"),
-        (Method::POST, "/businesses", vec![("authorization", &alice), ("content-type", "text/plain")], Some(r#"{"name":"x"}"#.into()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        (Method::POST, "/businesses", vec![("authorization", &alice), json_ct], Some(format!(r#"{{"name":"x","description":"{}"}}"#, "d".repeat(70_000))), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        (Method::GET, "/products/bad$id", vec![("authorization", &alice)], None, StatusCode::BAD_REQUEST, "bad_request"),
-        (Method::PATCH, "/users/bob", vec![("authorization", &alice), json_ct], Some(r#"{"displayName":"B"}"#.into()), StatusCode::FORBIDDEN, "forbidden"),
-        (Method::GET, "/events?since=abc", vec![("authorization", &alice)], None, StatusCode::BAD_REQUEST, "bad_request"),
-        (Method::POST, "/broadcast", vec![("authorization", &alice), json_ct], Some(r#"{"uid":"alice","event":"x:y"}"#.into()), StatusCode::FORBIDDEN, "forbidden"),
-        (Method::POST, "/broadcast", vec![("x-service-key", "wrong"), ("x-on-behalf-of", "alice"), json_ct], Some(r#"{"uid":"alice","event":"x:y"}"#.into()), StatusCode::UNAUTHORIZED, "unauthorized"),
-        (Method::PUT, "/businesses", vec![("authorization", &alice)], None, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    let cases: Vec<Case> = vec![
+        (
+            Method::GET,
+            "/businesses",
+            vec![],
+            None,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            Method::GET,
+            "/businesses",
+            vec![("authorization", "Bearer not.a.token")],
+            None,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            Method::GET,
+            "/businesses",
+            vec![("authorization", "Basic abc")],
+            None,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            Method::POST,
+            "/businesses",
+            vec![("authorization", &alice), json_ct],
+            Some("{".into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/businesses",
+            vec![("authorization", &alice), json_ct],
+            Some("[]".into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/businesses",
+            vec![("authorization", &alice), json_ct],
+            Some(r#"{"name":"x","owner":"y"}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/businesses",
+            vec![("authorization", &alice), json_ct],
+            Some(r#"{"name":42}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/businesses",
+            vec![("authorization", &alice), ("content-type", "text/plain")],
+            Some(r#"{"name":"x"}"#.into()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            "/businesses",
+            vec![("authorization", &alice), json_ct],
+            Some(format!(
+                r#"{{"name":"x","description":"{}"}}"#,
+                "d".repeat(70_000)
+            )),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            Method::GET,
+            "/products/bad$id",
+            vec![("authorization", &alice)],
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::PATCH,
+            "/users/bob",
+            vec![("authorization", &alice), json_ct],
+            Some(r#"{"displayName":"B"}"#.into()),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            Method::GET,
+            "/events?since=abc",
+            vec![("authorization", &alice)],
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/broadcast",
+            vec![("authorization", &alice), json_ct],
+            Some(r#"{"uid":"alice","event":"x:y"}"#.into()),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            Method::POST,
+            "/broadcast",
+            vec![
+                ("x-service-key", "wrong"),
+                ("x-on-behalf-of", "alice"),
+                json_ct,
+            ],
+            Some(r#"{"uid":"alice","event":"x:y"}"#.into()),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            Method::PUT,
+            "/businesses",
+            vec![("authorization", &alice)],
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
     ];
     for (method, path, headers, body, status, code) in cases {
-        let r = t.request(method.clone(), path, &headers, body.as_deref()).await;
+        let r = t
+            .request(method.clone(), path, &headers, body.as_deref())
+            .await;
         assert_eq!(r.status, status, "{method} {path}: {}", r.body);
         assert_eq!(r.body["error"]["code"], code, "{method} {path}");
-        assert!(r.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
         assert_eq!(r.headers["content-type"], "application/json");
     }
     let r = t
-        .request(Method::POST, "/businesses", &[("authorization", &alice), json_ct], Some(r#"{"name":42}"#))
+        .request(
+            Method::POST,
+            "/businesses",
+            &[("authorization", &alice), json_ct],
+            Some(r#"{"name":42}"#),
+        )
         .await;
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("`name`"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`name`")
+    );
     let r = t.as_user("alice", Method::GET, "/businesses", None).await;
     assert_eq!(r.body, json!([]), "nothing was half-written");
 }
@@ -237,13 +477,29 @@ async fn error_paths_answer_json_with_the_right_status() {
 async fn a_user_updates_only_their_own_profile() {
     let t = TestApp::spawn().await;
     let socket = t.connect("alice").await;
-    let r = t.as_user("alice", Method::PATCH, "/users/alice", Some(json!({"displayName": "A"}))).await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND, "no profile before the first login");
+    let r = t
+        .as_user(
+            "alice",
+            Method::PATCH,
+            "/users/alice",
+            Some(json!({"displayName": "A"})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "no profile before the first login"
+    );
     let r = t.as_user("alice", Method::POST, "/auth/login", None).await;
     assert_eq!(r.status, StatusCode::OK);
     t.firestore.calls.reset();
     let r = t
-        .as_user("alice", Method::PATCH, "/users/alice", Some(json!({"displayName": "Alice B", "locale": "fr-FR"})))
+        .as_user(
+            "alice",
+            Method::PATCH,
+            "/users/alice",
+            Some(json!({"displayName": "Alice B", "locale": "fr-FR"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(t.firestore.calls.get(), writes(1));
@@ -255,7 +511,14 @@ async fn a_user_updates_only_their_own_profile() {
     assert_eq!(events[0]["data"]["uid"], "alice");
     assert_eq!(events[0]["data"]["displayName"], "Alice B");
     assert_eq!(events[0]["data"]["locale"], "fr-FR");
-    let r = t.as_user("alice", Method::PATCH, "/users/alice", Some(json!({"uid": "bob"}))).await;
+    let r = t
+        .as_user(
+            "alice",
+            Method::PATCH,
+            "/users/alice",
+            Some(json!({"uid": "bob"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
@@ -267,23 +530,40 @@ async fn events_can_be_fetched_after_a_seq() {
     for i in 0..3 {
         product(&t, "alice", bid, json!({"name": format!("P{i}")})).await;
     }
-    let r = t.as_user("alice", Method::GET, "/events?since=1", None).await;
+    let r = t
+        .as_user("alice", Method::GET, "/events?since=1", None)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["seq"], 4);
     assert_eq!(r.body["complete"], true);
     assert_eq!(r.body["hasMore"], false);
-    let seqs: Vec<_> = r.body["events"].as_array().unwrap().iter().map(|e| e["seq"].clone()).collect();
+    let seqs: Vec<_> = r.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].clone())
+        .collect();
     assert_eq!(seqs, [json!(2), json!(3), json!(4)]);
     assert_eq!(r.body["events"][0]["event"], "product:created");
 
-    let r = t.as_user("alice", Method::GET, "/events?since=1&limit=2", None).await;
+    let r = t
+        .as_user("alice", Method::GET, "/events?since=1&limit=2", None)
+        .await;
     assert_eq!(r.body["events"].as_array().unwrap().len(), 2);
     assert_eq!(r.body["hasMore"], true);
 
-    let r = t.as_user("alice", Method::GET, "/events?since=9", None).await;
-    assert_eq!(r.body["complete"], false, "a seq from the future means resync");
+    let r = t
+        .as_user("alice", Method::GET, "/events?since=9", None)
+        .await;
+    assert_eq!(
+        r.body["complete"], false,
+        "a seq from the future means resync"
+    );
     let r = t.as_user("bob", Method::GET, "/events", None).await;
-    assert_eq!(r.body, json!({"events": [], "seq": 0, "complete": true, "hasMore": false}));
+    assert_eq!(
+        r.body,
+        json!({"events": [], "seq": 0, "complete": true, "hasMore": false})
+    );
 }
 
 #[tokio::test]
@@ -328,9 +608,18 @@ async fn services_act_on_behalf_of_a_user_and_broadcast_to_them() {
     assert!(t.gateway.frames(&bob).is_empty());
 
     let r = t
-        .request(Method::POST, "/broadcast", &service, Some(r#"{"uid":"alice","event":"pong"}"#))
+        .request(
+            Method::POST,
+            "/broadcast",
+            &service,
+            Some(r#"{"uid":"alice","event":"pong"}"#),
+        )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "control frame names are reserved");
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "control frame names are reserved"
+    );
 }
 
 #[tokio::test]
@@ -341,9 +630,18 @@ async fn a_gone_connection_is_deleted_and_does_not_fail_the_write_or_the_others(
     t.gateway.set_gone(&gone);
     let b = business(&t, "alice", "Bakery").await;
     assert_eq!(t.gateway.events(&live).len(), 1);
-    let remaining = t.app.connections.of_user(&shared::ids::Uid::parse("alice").unwrap()).await.unwrap();
+    let remaining = t
+        .app
+        .connections
+        .of_user(&shared::ids::Uid::parse("alice").unwrap())
+        .await
+        .unwrap();
     let ids: Vec<_> = remaining.iter().map(|c| c.id.to_string()).collect();
-    assert_eq!(ids, [live.clone()], "exactly the gone connection is deleted");
+    assert_eq!(
+        ids,
+        vec![live.clone()],
+        "exactly the gone connection is deleted"
+    );
     let _ = b;
 }
 
@@ -352,11 +650,24 @@ async fn cors_headers_follow_the_allowed_origins() {
     let t = TestApp::spawn_with(&[("CORS_ALLOWED_ORIGINS", "https://app.example")]).await;
     let auth = format!("Bearer {}", t.token("alice"));
     let r = t
-        .request(Method::GET, "/businesses", &[("authorization", &auth), ("origin", "https://app.example")], None)
+        .request(
+            Method::GET,
+            "/businesses",
+            &[("authorization", &auth), ("origin", "https://app.example")],
+            None,
+        )
         .await;
-    assert_eq!(r.headers["access-control-allow-origin"], "https://app.example");
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
     let r = t
-        .request(Method::GET, "/businesses", &[("authorization", &auth), ("origin", "https://evil.example")], None)
+        .request(
+            Method::GET,
+            "/businesses",
+            &[("authorization", &auth), ("origin", "https://evil.example")],
+            None,
+        )
         .await;
     assert!(r.headers.get("access-control-allow-origin").is_none());
 }

@@ -81,6 +81,10 @@ pub trait EventLog: Send + Sync {
     async fn head(&self, uid: &Uid) -> Result<u64, RegistryError>;
 
     /// Recorded events after `since`, oldest first, at most `limit` of them.
-    async fn since(&self, uid: &Uid, since: u64, limit: usize)
-    -> Result<EventsSince, RegistryError>;
+    async fn since(
+        &self,
+        uid: &Uid,
+        since: u64,
+        limit: usize,
+    ) -> Result<EventsSince, RegistryError>;
 }

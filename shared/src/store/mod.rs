@@ -28,7 +28,9 @@ impl DocPath {
     }
 
     pub fn product(uid: &Uid, business: &BusinessId, product: &ProductId) -> Self {
-        Self(format!("users/{uid}/businesses/{business}/products/{product}"))
+        Self(format!(
+            "users/{uid}/businesses/{business}/products/{product}"
+        ))
     }
 
     /// A child document of this one, e.g. a lock document under a product.

@@ -296,9 +296,35 @@ fn check(spec: &FieldSpec, value: &Value) -> Result<(), AppError> {
                     "must be at most {MAX_METADATA_BYTES} bytes as JSON"
                 ));
             }
+            if let Err(why) = storable(value, false) {
+                return bad(why.into());
+            }
         }
     }
     Ok(())
+}
+
+/// What Firestore cannot store: an array directly inside an array, an empty key, or a
+/// reserved `__name__` key. Rejected here as a 400 rather than failing at the store.
+fn storable(value: &Value, in_array: bool) -> Result<(), &'static str> {
+    match value {
+        Value::Array(items) => {
+            if in_array {
+                return Err("cannot hold a list directly inside a list");
+            }
+            items.iter().try_for_each(|v| storable(v, true))
+        }
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            if k.is_empty() {
+                Err("cannot have an empty key")
+            } else if k.starts_with("__") && k.ends_with("__") {
+                Err("cannot have keys like __name__ (reserved)")
+            } else {
+                storable(v, false)
+            }
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn is_hex_colour(s: &str) -> bool {
@@ -415,6 +441,23 @@ mod tests {
         let big = json!({"blob": "m".repeat(MAX_METADATA_BYTES)});
         assert!(validate_patch(Resource::Product, obj(json!({"metadata": big}))).is_err());
         assert!(validate_patch(Resource::Product, obj(json!({"status": "done"}))).is_err());
+        for bad in [
+            json!({"a": [[1]]}),
+            json!({"": 1}),
+            json!({"x": {"__key__": 1}}),
+        ] {
+            assert!(
+                validate_patch(Resource::Product, obj(json!({"metadata": bad}))).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            validate_patch(
+                Resource::Product,
+                obj(json!({"metadata": {"a": [{"b": [1]}]}}))
+            )
+            .is_ok()
+        );
         assert!(validate_patch(Resource::Product, obj(json!({"imageUrl": "ftp://x/y"}))).is_err());
         assert!(
             validate_patch(

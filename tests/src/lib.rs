@@ -213,6 +213,19 @@ impl TestApp {
         .await
     }
 
+    /// Deletes every document of `project` in the Firestore emulator (for fixed project ids).
+    pub async fn reset_firestore(&self, project: &str) {
+        let host = Services::from_env().firestore_host;
+        let url =
+            format!("http://{host}/emulator/v1/projects/{project}/databases/(default)/documents");
+        let r = reqwest::Client::new()
+            .delete(url)
+            .send()
+            .await
+            .expect("emulator reset");
+        assert!(r.status().is_success(), "emulator reset: {}", r.status());
+    }
+
     /// Runs a WebSocket route event through the Lambda adapter.
     pub async fn ws(
         &self,

@@ -1,0 +1,234 @@
+//! `events/*.json` are the sample events of `sam local invoke`: each one runs here through its
+//! function's handler, so they cannot go stale; and `template.yaml` routes exactly the route
+//! table the code (and the local gateway) serves.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use integration_tests::TestApp;
+use serde_json::{Value, json};
+use shared::http::Route;
+use shared::ids::{BusinessId, ProductId, Uid};
+use shared::store::DocPath;
+use shared::ws::WsRoute;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// Every sample event, by file stem.
+fn sample_events() -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(format!("{ROOT}/events")).expect("events/") {
+        let path = entry.expect("entry").path();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if path.extension().is_some_and(|e| e == "json") && stem != "env" {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let event = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+            out.insert(stem, event);
+        }
+    }
+    out
+}
+
+enum Function {
+    Http(Route),
+    Ws(WsRoute),
+}
+
+/// The function a sample is for: the longest function name its file stem starts with.
+fn function_of(stem: &str) -> Option<Function> {
+    let http = Route::ALL
+        .iter()
+        .map(|r| (r.function(), Function::Http(*r)));
+    let ws = WsRoute::ALL
+        .iter()
+        .map(|r| (r.function(), Function::Ws(*r)));
+    http.chain(ws)
+        .filter(|(name, _)| stem == *name || stem.starts_with(&format!("{name}-")))
+        .max_by_key(|(name, _)| name.len())
+        .map(|(_, f)| f)
+}
+
+#[tokio::test]
+async fn every_sample_event_runs_through_its_handler() {
+    let events = sample_events();
+    let service_key = events["broadcast"]["headers"]["x-service-key"]
+        .as_str()
+        .expect("the broadcast sample carries a service key")
+        .to_owned();
+    // The samples carry emulator tokens for project demo-ads, as `sam local invoke` uses them.
+    let t = TestApp::spawn_with(&[
+        ("AUTH_MODE", "emulator"),
+        ("FIREBASE_PROJECT_ID", "demo-ads"),
+        ("SERVICE_KEY", &service_key),
+    ])
+    .await;
+    t.reset_firestore("demo-ads").await;
+
+    // The documents the samples address.
+    let update = &events["products-update"]["pathParameters"];
+    let alice = Uid::parse("alice").unwrap();
+    let business = BusinessId::parse(update["businessId"].as_str().unwrap()).unwrap();
+    let product = ProductId::parse(update["productId"].as_str().unwrap()).unwrap();
+    let doc = |v: Value| v.as_object().cloned().unwrap();
+    t.app
+        .store
+        .create(
+            &DocPath::business(&alice, &business),
+            doc(json!({"id": business, "name": "Sample", "createdAt": "2026-11-24T00:00:00.000Z", "updatedAt": "2026-11-24T00:00:00.000Z"})),
+        )
+        .await
+        .unwrap();
+    t.app
+        .store
+        .create(
+            &DocPath::product(&alice, &business, &product),
+            doc(json!({"id": product, "businessId": business, "name": "Sample", "status": "draft", "createdAt": "2026-11-24T00:00:00.000Z", "updatedAt": "2026-11-24T00:00:00.000Z"})),
+        )
+        .await
+        .unwrap();
+
+    // Login first (it creates the profile users-update patches), disconnect and delete last.
+    let order = |stem: &str| match stem {
+        "auth-login" => 0,
+        s if s.starts_with("ws-connect") => 1,
+        s if s.starts_with("ws-default") => 2,
+        "products-delete" => 4,
+        s if s.starts_with("ws-disconnect") => 5,
+        _ => 3,
+    };
+    let mut stems: Vec<&String> = events.keys().collect();
+    stems.sort_by_key(|s| (order(s), (*s).clone()));
+
+    let mut seen_http = Vec::new();
+    let mut seen_ws = Vec::new();
+    for stem in stems {
+        let event = &events[stem];
+        match function_of(stem)
+            .unwrap_or_else(|| panic!("events/{stem}.json: no function of that name"))
+        {
+            Function::Http(route) => {
+                let (method, template) = route.key();
+                assert_eq!(
+                    event["routeKey"],
+                    format!("{method} {template}"),
+                    "events/{stem}.json routes elsewhere"
+                );
+                let request = lambda_http::request::from_str(&event.to_string())
+                    .unwrap_or_else(|e| panic!("events/{stem}.json is not an HTTP API event: {e}"));
+                let response = shared::lambda::serve_http(&t.app, route, request).await;
+                let status = response.status();
+                assert!(
+                    status.is_success(),
+                    "events/{stem}.json answered {status}: {:?}",
+                    response.body()
+                );
+                seen_http.push(route);
+            }
+            Function::Ws(route) => {
+                let request: ApiGatewayWebsocketProxyRequest =
+                    serde_json::from_value(event.clone()).unwrap_or_else(|e| {
+                        panic!("events/{stem}.json is not a WebSocket event: {e}")
+                    });
+                assert_eq!(
+                    request.request_context.route_key.as_deref(),
+                    Some(route.key())
+                );
+                let response = shared::ws::handle(&t.app, route, request).await;
+                assert_eq!(
+                    response.status_code, 200,
+                    "events/{stem}.json: {:?}",
+                    response.body
+                );
+                seen_ws.push(route);
+            }
+        }
+    }
+    for route in Route::ALL {
+        assert!(
+            seen_http.contains(&route),
+            "no sample event for {}",
+            route.function()
+        );
+    }
+    for route in WsRoute::ALL {
+        assert!(
+            seen_ws.contains(&route),
+            "no sample event for {}",
+            route.function()
+        );
+    }
+    // The WebSocket samples really reached the connection: ping, resume and auth answered.
+    let frames = t.gateway.frames("Xk3pQcQ2IAMCJ8w=");
+    let names: Vec<_> = frames.iter().filter_map(|f| f["event"].as_str()).collect();
+    for expected in ["pong", "resume:done", "auth:ok"] {
+        assert!(names.contains(&expected), "no {expected} in {names:?}");
+    }
+}
+
+/// `(method, path, binary)` of every HTTP API event in `template.yaml`, read as text: a
+/// layout change that hides a route makes the count check below fail, not pass.
+fn template_routes() -> Vec<(String, String, String)> {
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).expect("template.yaml");
+    let mut routes = Vec::new();
+    let mut binary = String::new();
+    let mut method = String::new();
+    for line in template.lines().map(str::trim) {
+        if let Some(b) = line.strip_prefix("Binary:") {
+            binary = b.trim().to_owned();
+        } else if let Some(m) = line.strip_prefix("Method:") {
+            method = m.trim().to_owned();
+        } else if let Some(p) = line.strip_prefix("Path:") {
+            routes.push((method.clone(), p.trim().to_owned(), binary.clone()));
+        }
+    }
+    routes.sort();
+    routes
+}
+
+#[test]
+fn the_template_routes_exactly_the_route_table() {
+    let mut expected: Vec<(String, String, String)> = Route::ALL
+        .iter()
+        .map(|r| {
+            let (method, path) = r.key();
+            (method.to_string(), path.to_owned(), r.function().to_owned())
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(template_routes(), expected);
+
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).unwrap();
+    for route in WsRoute::ALL {
+        assert!(
+            template.contains(&format!("Binary: {}", route.function())),
+            "{}",
+            route.function()
+        );
+        assert!(
+            template.contains(&format!("RouteKey: {}", route.key())),
+            "{}",
+            route.key()
+        );
+    }
+    // Every function crate is in the template, and every binary in the template is a crate.
+    let crates: Vec<String> = std::fs::read_dir(format!("{ROOT}/functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in &crates {
+        assert!(
+            template.contains(&format!("Binary: {name}")),
+            "functions/{name} is not in template.yaml"
+        );
+    }
+    assert_eq!(template.matches("Binary: ").count(), crates.len());
+    assert!(
+        !template.contains("AUTH_MODE: emulator"),
+        "emulator auth must never be deployed"
+    );
+}

@@ -54,7 +54,12 @@ pub async fn serve_http(
     req: lambda_http::Request,
 ) -> lambda_http::Response<Body> {
     let response = dispatch(app, route, api_request(req)).await;
-    let mut out = lambda_http::Response::new(Body::Binary(response.body.to_vec()));
+    // JSON goes back as text, so API Gateway (and `sam local invoke`) show it as is.
+    let body = match String::from_utf8(response.body.to_vec()) {
+        Ok(text) => Body::Text(text),
+        Err(bytes) => Body::Binary(bytes.into_bytes()),
+    };
+    let mut out = lambda_http::Response::new(body);
     *out.status_mut() = response.status;
     *out.headers_mut() = response.headers;
     out

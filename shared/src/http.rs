@@ -164,7 +164,8 @@ impl ApiResponse {
     }
 }
 
-/// Runs one route: parse and validate (no I/O), authenticate, handle, map the result.
+/// Runs one route: path ids (400 before any I/O), the caller (401/403), the body
+/// (400/413/415), then the handler; maps the result.
 pub async fn dispatch(app: &App, route: Route, req: ApiRequest) -> ApiResponse {
     let mut response = match run(app, route, &req).await {
         Ok((status, value)) => ApiResponse::json(status, &value),
@@ -231,8 +232,8 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
             Ok((S::OK, handlers::list_businesses(app, &who).await?))
         }
         Route::CreateBusiness => {
-            let body = json_body(req)?;
             let who = app.auth.authenticate(&req.headers).await?;
+            let body = json_body(req)?;
             Ok((
                 S::CREATED,
                 handlers::create_business(app, &who, body).await?,
@@ -245,16 +246,16 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
         }
         Route::CreateProduct => {
             let business = param(req, "businessId", BusinessId::parse)?;
-            let body = json_body(req)?;
             let who = app.auth.authenticate(&req.headers).await?;
+            let body = json_body(req)?;
             let product = handlers::create_product(app, &who, &business, body).await?;
             Ok((S::CREATED, product))
         }
         Route::UpdateProduct => {
             let business = param(req, "businessId", BusinessId::parse)?;
             let product = param(req, "productId", ProductId::parse)?;
-            let body = json_body(req)?;
             let who = app.auth.authenticate(&req.headers).await?;
+            let body = json_body(req)?;
             let doc = handlers::update_product(app, &who, &business, &product, body).await?;
             Ok((S::OK, doc))
         }
@@ -267,8 +268,8 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
         }
         Route::UpdateUser => {
             let uid = param(req, "uid", Uid::parse)?;
-            let body = json_body(req)?;
             let who = app.auth.authenticate(&req.headers).await?;
+            let body = json_body(req)?;
             Ok((S::OK, handlers::update_user(app, &who, &uid, body).await?))
         }
         Route::ListEvents => {
@@ -279,8 +280,8 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
             Ok((S::OK, handlers::list_events(app, &who, since, limit).await?))
         }
         Route::Broadcast => {
-            let body = json_body(req)?;
             let on_behalf_of = app.auth.authenticate_service(&req.headers)?;
+            let body = json_body(req)?;
             Ok((
                 S::ACCEPTED,
                 handlers::broadcast(app, &on_behalf_of, body).await?,

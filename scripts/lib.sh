@@ -47,3 +47,39 @@ wait_http() {
   cat "$log" >&2
   exit 1
 }
+
+# Node.js 20+ and npm, for the browser test (browser-tests/). Checked up front so a machine
+# without them fails at once, not after the Rust suites.
+ensure_node() {
+  local major tool
+  for tool in node npm; do
+    if ! command -v "$tool" >/dev/null; then
+      echo "The browser test needs Node.js 20 or newer with npm, and '$tool' is not on PATH." >&2
+      echo "Install them (e.g. the nodejs package from Debian or NodeSource) and run scripts/test again." >&2
+      exit 1
+    fi
+  done
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if (( major < 20 )); then
+    echo "The browser test needs Node.js 20 or newer; this node is $(node --version)." >&2
+    exit 1
+  fi
+}
+
+# The directory cargo builds into (CARGO_TARGET_DIR, a config's target-dir, or ./target).
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
+# browser-tests/node_modules as browser-tests/package-lock.json says: npm ci when it is
+# missing or was installed from another lock file. Never downloads a browser (the test drives
+# Debian's chromium through playwright-core, which has no install step).
+ensure_browser_test_packages() {
+  local dir=$root/browser-tests stamp=$root/browser-tests/node_modules/.installed-package-lock.json
+  if [[ ! -f $stamp ]] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
+    echo "== npm ci --prefix browser-tests"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$dir" --no-audit --no-fund
+    cp "$dir/package-lock.json" "$stamp"
+  fi
+}

@@ -40,6 +40,7 @@ impl Media {
         })
     }
 
+    /// Where the images are.
     pub fn dir(&self) -> &Path {
         self.store.root()
     }

@@ -65,7 +65,9 @@ pub struct OpenAiConfig {
     pub base_url: String,
     /// Sent as `Authorization: Bearer`; a self-hosted server may need none.
     pub api_key: Option<SecretString>,
+    /// The model of `/images/generations` (`AI_IMAGE_MODEL`).
     pub image_model: String,
+    /// The model of `/chat/completions`, which writes the caption (`AI_CHAT_MODEL`).
     pub chat_model: String,
     /// `WIDTHxHEIGHT`, as the images API takes it.
     pub image_size: String,

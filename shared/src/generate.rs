@@ -47,7 +47,9 @@ const GENERATION_LOCK: &str = "generation";
 /// A validated request body: `{businessId, productId, prompt?}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenerateRequest {
+    /// The product's business (`businessId`).
     pub business: BusinessId,
+    /// The product (`productId`).
     pub product: ProductId,
     /// The user's direction; a blank prompt is none.
     pub prompt: Option<String>,
@@ -216,7 +218,7 @@ async fn take_lock(app: &App, t: &Target<'_>) -> Result<(), AppError> {
                 .store
                 .commit(acquire(processing))
                 .await
-                .map_err(|e| lock_error(e))?,
+                .map_err(lock_error)?,
             Err(e) => return Err(store_error(e, "product")),
         },
         Err(e) => return Err(lock_error(e)),

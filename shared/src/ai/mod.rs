@@ -14,14 +14,18 @@ use crate::store::Fields;
 /// What a provider is asked for: the product as stored, and the user's optional prompt.
 #[derive(Clone, Copy, Debug)]
 pub struct AdRequest<'a> {
+    /// The product document, as read after the generation lock was taken.
     pub product: &'a Fields,
+    /// The user's direction, if any (at most 1,000 characters).
     pub prompt: Option<&'a str>,
 }
 
 /// What a provider makes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdCreative {
+    /// The ad image, its format checked by its bytes.
     pub image: Image,
+    /// The caption, at most 2,200 characters.
     pub caption: String,
 }
 
@@ -63,13 +67,17 @@ const MAX_DESCRIPTION_IN_PROMPT: usize = 1000;
 /// an unexpected type is left out rather than failing the generation.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProductFacts {
+    /// The name (a placeholder if the product has none).
     pub name: String,
+    /// The description, cut to 1,000 characters.
     pub description: Option<String>,
+    /// The category.
     pub category: Option<String>,
     /// The price with its currency, e.g. `€12.50` or `30 CHF`.
     pub price: Option<String>,
     /// `#RRGGBB` colours only.
     pub colors: Vec<String>,
+    /// The tags.
     pub tags: Vec<String>,
 }
 

@@ -21,9 +21,13 @@ pub const MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
 /// made by the offline AI provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageKind {
+    /// `image/png`.
     Png,
+    /// `image/jpeg`.
     Jpeg,
+    /// `image/webp`.
     Webp,
+    /// `image/svg+xml` (offline ads only).
     Svg,
 }
 
@@ -75,7 +79,9 @@ impl ImageKind {
 /// An image and its (checked) format.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Image {
+    /// The file's bytes.
     pub bytes: Bytes,
+    /// Its format.
     pub kind: ImageKind,
 }
 
@@ -146,6 +152,7 @@ impl ObjectName {
         ))
     }
 
+    /// The name, as the bucket (or the media folder) has it.
     pub fn as_str(&self) -> &str {
         &self.0
     }

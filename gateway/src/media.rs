@@ -32,8 +32,12 @@ impl Media {
         } else {
             data_dir.join("media")
         };
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| StartError(format!("media folder {}: {e}", dir.display())))?;
+        // A temporary folder is made by the first image stored, so runs that store none
+        // (most tests) leave nothing behind.
+        if !memory {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StartError(format!("media folder {}: {e}", dir.display())))?;
+        }
         Ok(Self {
             store: Arc::new(LocalFolder::new(dir, public_base)),
             temporary: memory,

@@ -343,6 +343,13 @@ impl Client {
     }
 }
 
+impl Drop for Client {
+    // The gateway keeps running in its task; its temporary media folder goes with the test.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.media_dir);
+    }
+}
+
 /// The next text frame, parsed; fails the test after 10 s.
 async fn next(ws: &mut Ws) -> Value {
     loop {

@@ -3,10 +3,12 @@
 //! stores by default. Routes come from `shared::http::Route`, the table `template.yaml` is
 //! checked against, so the two cannot drift.
 
+mod media;
 mod rest;
 mod sockets;
 mod static_files;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,9 +19,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get};
 use clap::Parser;
+use secrecy::{ExposeSecret, SecretString};
 use shared::App;
 use shared::auth::Authenticator;
-use shared::config::{AuthConfig, FirestoreConfig, Timeouts};
+use shared::config::{AiConfig, AuthConfig, FirestoreConfig, Timeouts};
 use shared::push::ManagementApiPusher;
 use shared::registry::dynamo::{DynamoRegistry, create_table};
 use shared::registry::memory::MemoryRegistry;
@@ -60,19 +63,85 @@ pub struct Options {
     /// How long events stay recorded for catch-up, in seconds.
     #[arg(long, env = "EVENT_RETENTION_SECONDS", default_value_t = 24 * 3600)]
     pub retention_secs: u64,
+    /// AI provider: `offline` (built in: an SVG ad, no network) or `openai` (any
+    /// OpenAI-compatible API). Default: `openai` when --ai-base-url or --ai-api-key is given,
+    /// else `offline`.
+    #[arg(long, env = "AI_PROVIDER")]
+    pub ai_provider: Option<String>,
+    /// The OpenAI-compatible API root, with its version (default https://api.openai.com/v1).
+    #[arg(long, env = "AI_BASE_URL")]
+    pub ai_base_url: Option<String>,
+    /// The AI provider's API key.
+    #[arg(long, env = "AI_API_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub ai_api_key: Option<SecretString>,
+    /// Image model (default gpt-image-1).
+    #[arg(long, env = "AI_IMAGE_MODEL")]
+    pub ai_image_model: Option<String>,
+    /// Chat model for captions (default gpt-4o-mini).
+    #[arg(long, env = "AI_CHAT_MODEL")]
+    pub ai_chat_model: Option<String>,
+    /// Image size, WIDTHxHEIGHT (default 1024x1024).
+    #[arg(long, env = "AI_IMAGE_SIZE")]
+    pub ai_image_size: Option<String>,
+    /// Budget of one generation with the provider, in seconds (default 18, at most 25).
+    #[arg(long, env = "AI_TIMEOUT_SECONDS")]
+    pub ai_timeout_secs: Option<u64>,
     /// API Gateway's WebSocket limits (shorter ones in tests).
     #[arg(skip)]
     pub limits: Limits,
 }
 
 impl Options {
-    /// Defaults for tests: in memory, a free port.
+    /// Defaults for tests: in memory, a free port, the offline AI provider, whatever the
+    /// environment says.
     pub fn ephemeral() -> Self {
         let mut options = Self::parse_from(["local-gateway", "--memory", "--port", "0"]);
         options.firestore_emulator = None;
         options.dynamodb_endpoint = None;
+        options.ai_provider = None;
+        options.ai_base_url = None;
+        options.ai_api_key = None;
+        options.ai_image_model = None;
+        options.ai_chat_model = None;
+        options.ai_image_size = None;
+        options.ai_timeout_secs = None;
         options
     }
+
+    /// The AI settings, read by the same rules as a deployed function's, except that the
+    /// provider defaults to offline.
+    pub fn ai_config(&self) -> Result<AiConfig, StartError> {
+        let mut settings = HashMap::new();
+        let mut set = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                settings.insert(key.to_owned(), value);
+            }
+        };
+        set("AI_PROVIDER", self.ai_provider.clone());
+        set("AI_BASE_URL", self.ai_base_url.clone());
+        set(
+            "AI_API_KEY",
+            self.ai_api_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned()),
+        );
+        set("AI_IMAGE_MODEL", self.ai_image_model.clone());
+        set("AI_CHAT_MODEL", self.ai_chat_model.clone());
+        set("AI_IMAGE_SIZE", self.ai_image_size.clone());
+        set(
+            "AI_TIMEOUT_SECONDS",
+            self.ai_timeout_secs.map(|s| s.to_string()),
+        );
+        match AiConfig::from_settings(&settings, Some(AiConfig::Offline)) {
+            Ok(Some(config)) => Ok(config),
+            Ok(None) => Ok(AiConfig::Offline),
+            Err(e) => Err(StartError(e.to_string())),
+        }
+    }
+}
+
+fn parse_secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(raw))
 }
 
 #[derive(Debug)]
@@ -92,12 +161,16 @@ pub(crate) struct Gateway {
     pub app: App,
     pub sockets: sockets::Hub,
     pub project_id: Arc<str>,
+    pub media: Arc<media::Media>,
 }
 
 pub struct Running {
     pub addr: SocketAddr,
     pub app: App,
     pub options: Options,
+    /// The folder that holds stored images (served at `/media/`).
+    pub media_dir: PathBuf,
+    ai: AiConfig,
     listener: TcpListener,
     router: Router,
 }
@@ -131,6 +204,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
     let timeouts = Timeouts::default();
+    let ai_config = options.ai_config()?;
     let retention = Duration::from_secs(options.retention_secs.max(1));
     let http = reqwest_client(&timeouts)?;
     let sdk = local_sdk_config();
@@ -204,6 +278,13 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         &format!("http://{addr}"),
         timeouts.push,
     ));
+    let media = Arc::new(media::Media::new(
+        &options.data_dir,
+        options.memory,
+        &public_base(addr),
+    )?);
+    let ai = shared::app::ai_provider(&ai_config, timeouts.connect)
+        .map_err(|e| StartError(e.to_string()))?;
     let app = App {
         store,
         connections,
@@ -211,19 +292,35 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         pusher,
         auth,
         cors_allowed_origins: vec!["*".to_owned()].into(),
+        ai: Some(ai),
+        images: Some(media.store()),
     };
     let gateway = Gateway {
         app: app.clone(),
         sockets: sockets::Hub::new(options.limits),
         project_id: options.project_id.clone().into(),
+        media: media.clone(),
     };
     Ok(Running {
         addr,
         app,
         options,
+        media_dir: media.dir().to_path_buf(),
+        ai: ai_config,
         listener,
         router: router(gateway),
     })
+}
+
+/// The base of the URLs images are served at: this server, by an address a browser on this
+/// machine can use (a wildcard listen address is not one).
+fn public_base(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 fn reqwest_client(t: &Timeouts) -> Result<reqwest::Client, StartError> {
@@ -241,6 +338,7 @@ fn router(gateway: Gateway) -> Router {
         .route("/dev/token", get(rest::dev_token))
         .route("/ws", get(sockets::upgrade))
         .route("/@connections/{id}", any(sockets::management))
+        .route("/media/{*path}", get(media::serve))
         .fallback(rest::api)
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
         .with_state(gateway)
@@ -276,15 +374,26 @@ impl Running {
             Some(endpoint) => format!("DynamoDB at {endpoint}, table {}", self.options.table),
             None => "embedded".to_owned(),
         };
+        let ai = match &self.ai {
+            AiConfig::Offline => "offline (an SVG ad from the product's fields)".to_owned(),
+            AiConfig::OpenAi(c) => format!(
+                "OpenAI-compatible at {} (images {}, captions {}, {} s budget)",
+                c.base_url,
+                c.image_model,
+                c.chat_model,
+                c.timeout.as_secs()
+            ),
+        };
         format!(
             "Ad sync backend, local mode (emulator-mode auth, project {project})\n\
              \n  Demo page      {base}/\n  REST API       {base}\n  WebSocket      ws://{addr}/ws?token=<token>\n  \
              Management API {base}/@connections/<id>\n  Dev tokens     {base}/dev/token?uid=alice\n\
-             \n  Documents      {data}\n  Connections    {registry}\n\
+             \n  Documents      {data}\n  Connections    {registry}\n  Images         {media}\n  AI provider    {ai}\n\
              \n  Token for alice (24 h):\n    {alice}\n  Token for bob (24 h):\n    {bob}\n\
              \n  Try: curl -X POST {base}/auth/login -H \"Authorization: Bearer $TOKEN\"\n",
             project = self.options.project_id,
             addr = self.addr,
+            media = self.media_dir.display(),
             alice = token("alice"),
             bob = token("bob"),
         )

@@ -3,13 +3,19 @@
 
 use std::sync::Arc;
 
+use crate::ai::AiProvider;
+use crate::ai::offline::OfflineProvider;
+use crate::ai::openai::OpenAiProvider;
 use crate::auth::Authenticator;
-use crate::config::{Config, ConfigError};
+use crate::config::{AiConfig, Config, ConfigError};
+use crate::images::ImageStore;
+use crate::images::gcs::CloudStorage;
 use crate::push::{ManagementApiPusher, Pusher};
 use crate::registry::dynamo::DynamoRegistry;
 use crate::registry::{ConnectionRegistry, EventLog};
 use crate::store::DocumentStore;
 use crate::store::firestore::FirestoreStore;
+use crate::store::google_token::GoogleTokenSource;
 
 /// What a handler needs; the ports are injected so the same handlers run on Lambda (Firestore,
 /// DynamoDB) and in the local gateway (embedded stores).
@@ -22,6 +28,21 @@ pub struct App {
     pub auth: Arc<Authenticator>,
     /// Origins allowed by CORS; `*` allows any.
     pub cors_allowed_origins: Arc<[String]>,
+    /// The AI provider of ad generation; `None` in functions that do not generate.
+    pub ai: Option<Arc<dyn AiProvider>>,
+    /// Where images are stored; `None` in functions that store none.
+    pub images: Option<Arc<dyn ImageStore>>,
+}
+
+/// The AI provider a configuration names.
+pub fn ai_provider(
+    config: &AiConfig,
+    connect_timeout: std::time::Duration,
+) -> Result<Arc<dyn AiProvider>, ConfigError> {
+    Ok(match config {
+        AiConfig::Offline => Arc::new(OfflineProvider),
+        AiConfig::OpenAi(openai) => Arc::new(OpenAiProvider::new(openai.clone(), connect_timeout)?),
+    })
 }
 
 /// One HTTP client for every Google call, with the timeouts of the configuration.
@@ -70,15 +91,52 @@ impl App {
         let auth = Arc::new(Authenticator::new(
             config.auth.clone(),
             config.project_id.clone(),
-            http,
+            http.clone(),
         ));
         let pusher = Arc::new(ManagementApiPusher::new(
             &sdk,
             &config.management_url,
             config.timeouts.push,
         ));
+        let images = match &config.storage {
+            None => None,
+            Some(storage) => {
+                // One token source for the account, so Firestore and Storage share its
+                // cached token; the emulator has none, so Storage then gets its own.
+                let tokens = match store.token_source() {
+                    Some(tokens) => tokens,
+                    None => Arc::new(GoogleTokenSource::new(
+                        &storage.service_account,
+                        storage.token_url.as_deref(),
+                        http.clone(),
+                    )?),
+                };
+                Some(Arc::new(CloudStorage::new(storage, tokens, http.clone())))
+            }
+        };
+        let ai = config
+            .ai
+            .as_ref()
+            .map(|ai| ai_provider(ai, config.timeouts.connect))
+            .transpose()?;
 
-        tokio::join!(store.warm_up(), registry.warm_up(), auth.warm_up());
+        let warm_images = async {
+            if let Some(images) = &images {
+                images.warm_up().await;
+            }
+        };
+        let warm_ai = async {
+            if let Some(ai) = &ai {
+                ai.warm_up().await;
+            }
+        };
+        tokio::join!(
+            store.warm_up(),
+            registry.warm_up(),
+            auth.warm_up(),
+            warm_images,
+            warm_ai
+        );
 
         Ok(Self {
             store,
@@ -87,6 +145,8 @@ impl App {
             pusher,
             auth,
             cors_allowed_origins: config.cors_allowed_origins.into(),
+            ai,
+            images: images.map(|i| i as Arc<dyn ImageStore>),
         })
     }
 }

@@ -10,6 +10,22 @@ pub const GOOGLE_JWKS_URL: &str =
     "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com";
 /// Firestore's REST endpoint.
 pub const FIRESTORE_URL: &str = "https://firestore.googleapis.com";
+/// Cloud Storage's JSON API endpoint.
+pub const STORAGE_API_URL: &str = "https://storage.googleapis.com";
+/// OpenAI's API, the default of an OpenAI-compatible provider (`AI_BASE_URL` overrides it).
+pub const OPENAI_URL: &str = "https://api.openai.com/v1";
+/// Default image model (`AI_IMAGE_MODEL`).
+pub const DEFAULT_IMAGE_MODEL: &str = "gpt-image-1";
+/// Default chat model for captions (`AI_CHAT_MODEL`).
+pub const DEFAULT_CHAT_MODEL: &str = "gpt-4o-mini";
+/// Default image size (`AI_IMAGE_SIZE`); every OpenAI image model accepts it.
+pub const DEFAULT_IMAGE_SIZE: &str = "1024x1024";
+/// Default budget of one generation with the provider (`AI_TIMEOUT_SECONDS`): with the
+/// image upload and two Firestore commits after it, a request stays inside API Gateway's
+/// 29 s.
+pub const DEFAULT_AI_TIMEOUT: Duration = Duration::from_secs(18);
+/// Longest accepted `AI_TIMEOUT_SECONDS`: more would outlast API Gateway's 29 s.
+pub const MAX_AI_TIMEOUT: Duration = Duration::from_secs(25);
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -25,6 +41,51 @@ pub struct Config {
     /// Origins allowed by CORS; `*` allows any.
     pub cors_allowed_origins: Vec<String>,
     pub timeouts: Timeouts,
+    /// The AI provider of `POST /ai/generate-ad-image`; `None` when no `AI_*` setting is
+    /// given (only that function needs one, and it refuses to start without it).
+    pub ai: Option<AiConfig>,
+    /// Where images go (`STORAGE_BUCKET`); `None` when unset (only the image functions
+    /// need it, and they refuse to start without it).
+    pub storage: Option<StorageConfig>,
+}
+
+/// Which AI provider makes ad images and captions.
+#[derive(Clone, Debug)]
+pub enum AiConfig {
+    /// The built-in provider: a deterministic SVG and a template caption, no network.
+    Offline,
+    /// An OpenAI-compatible API.
+    OpenAi(OpenAiConfig),
+}
+
+/// An OpenAI-compatible API (`/images/generations`, `/chat/completions`).
+#[derive(Clone, Debug)]
+pub struct OpenAiConfig {
+    /// The API root, including the version: `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// Sent as `Authorization: Bearer`; a self-hosted server may need none.
+    pub api_key: Option<SecretString>,
+    /// The model of `/images/generations` (`AI_IMAGE_MODEL`).
+    pub image_model: String,
+    /// The model of `/chat/completions`, which writes the caption (`AI_CHAT_MODEL`).
+    pub chat_model: String,
+    /// `WIDTHxHEIGHT`, as the images API takes it.
+    pub image_size: String,
+    /// Budget of one generation: image, caption and image download together.
+    pub timeout: Duration,
+}
+
+/// The Firebase Storage bucket, reached with Cloud Storage's JSON API.
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    /// The bucket name, e.g. `my-project.firebasestorage.app`.
+    pub bucket: String,
+    /// Cloud Storage's API root (`STORAGE_API_URL`, for tests); Google's by default.
+    pub api_url: String,
+    /// The service account key JSON (the same one Firestore uses).
+    pub service_account: SecretString,
+    /// Google's OAuth token endpoint override (tests); the key file's `token_uri` otherwise.
+    pub token_url: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -184,6 +245,23 @@ impl Config {
             })
             .unwrap_or_default();
 
+        let storage = match s.get("STORAGE_BUCKET") {
+            None => None,
+            Some(bucket) => Some(StorageConfig {
+                bucket: valid_bucket(bucket)?,
+                api_url: url_setting(s, "STORAGE_API_URL")?
+                    .unwrap_or_else(|| STORAGE_API_URL.into()),
+                service_account: SecretString::from(
+                    s.get("GOOGLE_SERVICE_ACCOUNT_JSON").ok_or_else(|| {
+                        ConfigError(
+                            "GOOGLE_SERVICE_ACCOUNT_JSON must be set with STORAGE_BUCKET".into(),
+                        )
+                    })?,
+                ),
+                token_url: s.get("GOOGLE_TOKEN_URL"),
+            }),
+        };
+
         Ok(Self {
             project_id,
             auth,
@@ -193,7 +271,109 @@ impl Config {
             event_retention,
             cors_allowed_origins,
             timeouts: Timeouts::default(),
+            ai: AiConfig::from_settings(s, None)?,
+            storage,
         })
+    }
+}
+
+impl AiConfig {
+    /// Reads `AI_PROVIDER` (`offline` or `openai`) and the `AI_*` settings of an
+    /// OpenAI-compatible provider. Without `AI_PROVIDER`, the provider is `openai` when
+    /// `AI_BASE_URL` or `AI_API_KEY` is set, and `fallback` otherwise (`None` in the cloud,
+    /// where only the generation function needs a provider; offline in the local gateway).
+    pub fn from_settings(
+        s: &impl Settings,
+        fallback: Option<AiConfig>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let base_url = url_setting(s, "AI_BASE_URL")?;
+        let api_key = s.get("AI_API_KEY").map(SecretString::from);
+        let openai = match s.get("AI_PROVIDER").as_deref() {
+            Some("offline") => return Ok(Some(Self::Offline)),
+            Some("openai") => true,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "AI_PROVIDER must be `offline` or `openai`, not `{other}`"
+                )));
+            }
+            None => base_url.is_some() || api_key.is_some(),
+        };
+        if !openai {
+            return Ok(fallback);
+        }
+        if base_url.is_none() && api_key.is_none() {
+            return Err(ConfigError(
+                "AI_PROVIDER=openai needs AI_API_KEY (and AI_BASE_URL for a provider other than OpenAI)"
+                    .into(),
+            ));
+        }
+        let timeout = match s.get("AI_TIMEOUT_SECONDS") {
+            None => DEFAULT_AI_TIMEOUT,
+            Some(v) => v
+                .parse()
+                .ok()
+                .map(Duration::from_secs)
+                .filter(|d| !d.is_zero() && *d <= MAX_AI_TIMEOUT)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "AI_TIMEOUT_SECONDS must be a whole number from 1 to {}",
+                        MAX_AI_TIMEOUT.as_secs()
+                    ))
+                })?,
+        };
+        let image_size = s
+            .get("AI_IMAGE_SIZE")
+            .unwrap_or_else(|| DEFAULT_IMAGE_SIZE.into());
+        let valid_size = image_size
+            .split_once('x')
+            .is_some_and(|(w, h)| w.parse::<u16>().is_ok() && h.parse::<u16>().is_ok());
+        if !valid_size {
+            return Err(ConfigError(format!(
+                "AI_IMAGE_SIZE must look like 1024x1024, not `{image_size}`"
+            )));
+        }
+        Ok(Some(Self::OpenAi(OpenAiConfig {
+            base_url: base_url
+                .unwrap_or_else(|| OPENAI_URL.into())
+                .trim_end_matches('/')
+                .to_owned(),
+            api_key,
+            image_model: s
+                .get("AI_IMAGE_MODEL")
+                .unwrap_or_else(|| DEFAULT_IMAGE_MODEL.into()),
+            chat_model: s
+                .get("AI_CHAT_MODEL")
+                .unwrap_or_else(|| DEFAULT_CHAT_MODEL.into()),
+            image_size,
+            timeout,
+        })))
+    }
+}
+
+/// An optional `http(s)://` URL setting.
+fn url_setting(s: &impl Settings, key: &str) -> Result<Option<String>, ConfigError> {
+    let Some(value) = s.get(key) else {
+        return Ok(None);
+    };
+    let value = value.trim().to_owned();
+    match reqwest::Url::parse(&value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(Some(value)),
+        _ => Err(ConfigError(format!("{key} must be an http(s) URL"))),
+    }
+}
+
+/// Cloud Storage bucket names: 3 to 222 of lowercase letters, digits, `-`, `_` and `.`.
+fn valid_bucket(bucket: String) -> Result<String, ConfigError> {
+    let ok = (3..=222).contains(&bucket.len())
+        && bucket.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
+    if ok {
+        Ok(bucket)
+    } else {
+        Err(ConfigError(format!(
+            "STORAGE_BUCKET `{bucket}` is not a Cloud Storage bucket name"
+        )))
     }
 }
 
@@ -244,5 +424,69 @@ mod tests {
         let mut s = base();
         s.insert("EVENT_RETENTION_HOURS".into(), "0".into());
         assert!(Config::from_settings(&s).is_err());
+    }
+
+    #[test]
+    fn ai_provider_follows_the_settings() {
+        let cfg = Config::from_settings(&base()).unwrap();
+        assert!(cfg.ai.is_none(), "no AI setting, no provider");
+        assert!(cfg.storage.is_none());
+
+        let mut s = base();
+        s.insert("AI_API_KEY".into(), "sk-secret-value".into());
+        let Some(AiConfig::OpenAi(ai)) = Config::from_settings(&s).unwrap().ai else {
+            panic!("a key alone selects OpenAI");
+        };
+        assert_eq!(ai.base_url, OPENAI_URL);
+        assert_eq!(ai.image_model, DEFAULT_IMAGE_MODEL);
+        assert_eq!(ai.timeout, DEFAULT_AI_TIMEOUT);
+        assert!(
+            !format!("{ai:?}").contains("sk-secret-value"),
+            "Debug hides the key"
+        );
+
+        let mut s = base();
+        s.insert("AI_BASE_URL".into(), "http://127.0.0.1:9/v1/".into());
+        s.insert("AI_TIMEOUT_SECONDS".into(), "3".into());
+        let Some(AiConfig::OpenAi(ai)) = Config::from_settings(&s).unwrap().ai else {
+            panic!("a base URL alone selects OpenAI-compatible");
+        };
+        assert_eq!(ai.base_url, "http://127.0.0.1:9/v1");
+        assert!(ai.api_key.is_none());
+
+        let mut s = base();
+        s.insert("AI_PROVIDER".into(), "offline".into());
+        assert!(matches!(
+            Config::from_settings(&s).unwrap().ai,
+            Some(AiConfig::Offline)
+        ));
+
+        let key = ("AI_API_KEY", "k");
+        for case in [
+            vec![("AI_PROVIDER", "magic")],
+            vec![("AI_PROVIDER", "openai")],
+            vec![("AI_BASE_URL", "not a url")],
+            vec![key, ("AI_TIMEOUT_SECONDS", "0")],
+            vec![key, ("AI_TIMEOUT_SECONDS", "60")],
+            vec![key, ("AI_IMAGE_SIZE", "big")],
+            vec![("STORAGE_BUCKET", "Bad/Bucket")],
+            vec![("STORAGE_BUCKET", "fine-bucket")],
+        ] {
+            let mut s = base();
+            for (k, v) in &case {
+                s.insert((*k).into(), (*v).into());
+            }
+            assert!(Config::from_settings(&s).is_err(), "{case:?}");
+        }
+
+        let mut s = base();
+        s.insert(
+            "STORAGE_BUCKET".into(),
+            "demo-ads.firebasestorage.app".into(),
+        );
+        s.insert("GOOGLE_SERVICE_ACCOUNT_JSON".into(), "{}".into());
+        let storage = Config::from_settings(&s).unwrap().storage.unwrap();
+        assert_eq!(storage.bucket, "demo-ads.firebasestorage.app");
+        assert_eq!(storage.api_url, STORAGE_API_URL);
     }
 }

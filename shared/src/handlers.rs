@@ -9,6 +9,7 @@ use crate::domain::{self, Resource};
 use crate::error::AppError;
 use crate::events::{self, CONTROL_EVENTS};
 use crate::ids::{BusinessId, ProductId, Uid};
+use crate::images::{Image, ObjectName};
 use crate::registry::RegistryError;
 use crate::store::{CollectionPath, DocPath, Fields, StoreError, Write};
 
@@ -21,7 +22,8 @@ impl From<RegistryError> for AppError {
     }
 }
 
-fn store_error(err: StoreError, missing: &str) -> AppError {
+/// A store failure as the caller sees it; `missing` names what a `NotFound` was.
+pub(crate) fn store_error(err: StoreError, missing: &str) -> AppError {
     match err {
         StoreError::NotFound(_) => AppError::NotFound(format!("{missing} not found")),
         StoreError::AlreadyExists(path) => {
@@ -205,7 +207,7 @@ pub async fn create_product(
 
 /// The payload of an update event: the changed fields (cleared ones as `null`) plus ids and
 /// `updatedAt`.
-fn changes(patch: &domain::Patch, ids: &[(&str, &str)], updated_at: &str) -> Value {
+pub(crate) fn changes(patch: &domain::Patch, ids: &[(&str, &str)], updated_at: &str) -> Value {
     let mut data = Map::new();
     for name in &patch.mask {
         data.insert(
@@ -275,6 +277,71 @@ pub async fn update_product_fields(
     .await?;
     events::publish(app, uid, events::PRODUCT_UPDATED, event).await;
     Ok(doc)
+}
+
+/// Which product field an uploaded image becomes (`?field=` of the upload route).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageField {
+    /// The product's own photo (the default).
+    #[default]
+    ImageUrl,
+    /// The ad image, for a workflow (n8n) that generates it elsewhere.
+    GeneratedImageUrl,
+}
+
+impl ImageField {
+    /// Parses the `field` query parameter.
+    pub fn parse(raw: Option<&str>) -> Result<Self, AppError> {
+        match raw {
+            None | Some("imageUrl") => Ok(Self::ImageUrl),
+            Some("generatedImageUrl") => Ok(Self::GeneratedImageUrl),
+            Some(_) => Err(AppError::BadRequest(
+                "query parameter `field` must be `imageUrl` or `generatedImageUrl`".into(),
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::ImageUrl => "imageUrl",
+            Self::GeneratedImageUrl => "generatedImageUrl",
+        }
+    }
+}
+
+/// `POST /products/{businessId}/{productId}/image`: stores the (checked) image, then sets
+/// the product's URL field with one write, no read; emits `product:updated`. The image is
+/// stored first and the update is what tells whether the product exists: when it does not
+/// (404), the object just stored is deleted again, so a 404 leaves nothing behind.
+pub async fn upload_product_image(
+    app: &App,
+    who: &Principal,
+    business: &BusinessId,
+    product: &ProductId,
+    image: Image,
+    field: ImageField,
+) -> Result<Value, AppError> {
+    let images = app
+        .images
+        .as_deref()
+        .ok_or_else(|| AppError::internal("configuration", "no image store (STORAGE_BUCKET)"))?;
+    let name = ObjectName::new(who.uid(), product, image.kind);
+    let url = images.put(&name, &image).await?;
+    let mut set = Fields::new();
+    set.insert(field.name().into(), json!(url));
+    let patch = domain::Patch {
+        set,
+        mask: vec![field.name().into()],
+    };
+    match update_product_fields(app, who.uid(), business, product, patch).await {
+        Err(err @ AppError::NotFound(_)) => {
+            if let Err(e) = images.delete(&name).await {
+                tracing::warn!(object = name.as_str(), error = %e, "orphan image not deleted");
+            }
+            Err(err)
+        }
+        other => other,
+    }
 }
 
 /// `DELETE /products/{businessId}/{productId}`: one write, 404 if missing; emits

@@ -14,8 +14,10 @@ use serde_json::Value;
 use crate::app::App;
 use crate::domain;
 use crate::error::AppError;
+use crate::generate::{self, GenerateRequest};
 use crate::handlers;
 use crate::ids::{BusinessId, ProductId, Uid};
+use crate::images;
 
 /// Every REST route, each served by its own Lambda (named by [`Route::function`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,10 +32,12 @@ pub enum Route {
     UpdateUser,
     ListEvents,
     Broadcast,
+    UploadProductImage,
+    GenerateAdImage,
 }
 
 impl Route {
-    pub const ALL: [Route; 10] = [
+    pub const ALL: [Route; 12] = [
         Route::Login,
         Route::ListBusinesses,
         Route::CreateBusiness,
@@ -44,6 +48,8 @@ impl Route {
         Route::UpdateUser,
         Route::ListEvents,
         Route::Broadcast,
+        Route::UploadProductImage,
+        Route::GenerateAdImage,
     ];
 
     /// Method and path template, as API Gateway's route key has them.
@@ -59,6 +65,8 @@ impl Route {
             Self::UpdateUser => (Method::PATCH, "/users/{uid}"),
             Self::ListEvents => (Method::GET, "/events"),
             Self::Broadcast => (Method::POST, "/broadcast"),
+            Self::UploadProductImage => (Method::POST, "/products/{businessId}/{productId}/image"),
+            Self::GenerateAdImage => (Method::POST, "/ai/generate-ad-image"),
         }
     }
 
@@ -75,6 +83,8 @@ impl Route {
             Self::UpdateUser => "users-update",
             Self::ListEvents => "events-list",
             Self::Broadcast => "broadcast",
+            Self::UploadProductImage => "products-upload-image",
+            Self::GenerateAdImage => "ai-generate-ad-image",
         }
     }
 
@@ -287,6 +297,30 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
                 handlers::broadcast(app, &on_behalf_of, body).await?,
             ))
         }
+        Route::UploadProductImage => {
+            // The size first: nothing else is looked at in a body that is too large.
+            if req.body.len() > images::MAX_UPLOAD_BYTES {
+                return Err(AppError::PayloadTooLarge {
+                    limit: images::MAX_UPLOAD_BYTES,
+                });
+            }
+            let business = param(req, "businessId", BusinessId::parse)?;
+            let product = param(req, "productId", ProductId::parse)?;
+            let field = handlers::ImageField::parse(req.query.get("field").map(String::as_str))?;
+            let image = images::parse_upload(&req.headers, &req.body)?;
+            let who = app.auth.authenticate(&req.headers).await?;
+            let doc = handlers::upload_product_image(app, &who, &business, &product, image, field)
+                .await?;
+            Ok((S::OK, doc))
+        }
+        Route::GenerateAdImage => {
+            let request = GenerateRequest::parse(json_body(req)?)?;
+            let who = app.auth.authenticate(&req.headers).await?;
+            Ok((
+                S::OK,
+                generate::generate_ad_image(app, &who, request).await?,
+            ))
+        }
     }
 }
 
@@ -341,6 +375,15 @@ mod tests {
         assert_eq!(params["productId"], "p2");
         let (route, _) = Route::resolve(&Method::DELETE, "/products/b1/p2").unwrap();
         assert_eq!(route, Route::DeleteProduct);
+        let (route, params) = Route::resolve(&Method::POST, "/products/b1/p2/image").unwrap();
+        assert_eq!(route, Route::UploadProductImage);
+        assert_eq!(params["productId"], "p2");
+        let (route, _) = Route::resolve(&Method::POST, "/ai/generate-ad-image").unwrap();
+        assert_eq!(route, Route::GenerateAdImage);
+        assert!(matches!(
+            Route::resolve(&Method::GET, "/products/b1/p2/image"),
+            Err(AppError::MethodNotAllowed(_))
+        ));
         assert!(matches!(
             Route::resolve(&Method::PUT, "/businesses"),
             Err(AppError::MethodNotAllowed(_))

@@ -8,16 +8,38 @@ use lambda_http::{Body, RequestExt};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::http::{ApiRequest, Route, dispatch};
 use crate::ws::{self, WsRoute};
 
 pub type Error = lambda_runtime::Error;
 
-async fn cold_start() -> Result<App, Error> {
+async fn cold_start(route: Option<Route>) -> Result<App, Error> {
     crate::telemetry::init();
     let config = Config::from_env()?;
+    if let Some(route) = route {
+        check_route_config(&config, route)?;
+    }
     Ok(App::from_config(config).await?)
+}
+
+/// The settings only some functions need: without them, that function stops at cold start
+/// with a message naming them, rather than failing its requests.
+pub fn check_route_config(config: &Config, route: Route) -> Result<(), ConfigError> {
+    let needs_storage = matches!(route, Route::UploadProductImage | Route::GenerateAdImage);
+    if needs_storage && config.storage.is_none() {
+        return Err(ConfigError(format!(
+            "STORAGE_BUCKET must be set for {}",
+            route.function()
+        )));
+    }
+    if route == Route::GenerateAdImage && config.ai.is_none() {
+        return Err(ConfigError(format!(
+            "AI_API_KEY (and AI_BASE_URL for a provider other than OpenAI), or AI_PROVIDER=offline, must be set for {}",
+            route.function()
+        )));
+    }
+    Ok(())
 }
 
 /// Converts an API Gateway HTTP API request (payload v2) into the transport-neutral shape.
@@ -67,7 +89,7 @@ pub async fn serve_http(
 
 /// The whole life of a REST Lambda: cold start once, then serve `route`.
 pub async fn run_http(route: Route) -> Result<(), Error> {
-    let app = cold_start().await?;
+    let app = cold_start(Some(route)).await?;
     let app = &app;
     lambda_http::run(service_fn(move |req| async move {
         Ok::<_, Infallible>(serve_http(app, route, req).await)
@@ -77,7 +99,7 @@ pub async fn run_http(route: Route) -> Result<(), Error> {
 
 /// The whole life of a WebSocket Lambda: cold start once, then serve `route`.
 pub async fn run_ws(route: WsRoute) -> Result<(), Error> {
-    let app = cold_start().await?;
+    let app = cold_start(None).await?;
     let app = &app;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

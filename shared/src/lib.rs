@@ -1,11 +1,13 @@
 //! The shared library of the real-time sync backend: every Lambda is a thin binary over it.
 
+pub mod ai;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod ids;
+pub mod images;
 pub mod push;
 pub mod registry;
 pub mod store;
@@ -13,6 +15,7 @@ pub mod store;
 pub use app::App;
 pub use error::AppError;
 pub mod events;
+pub mod generate;
 pub mod handlers;
 pub mod http;
 pub mod lambda;

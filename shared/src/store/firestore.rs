@@ -10,6 +10,8 @@
 //! Firestore error body maps to `NotFound`/`AlreadyExists`; a bare 404 from something that is
 //! not Firestore (a wrong base URL) is `Unavailable`, like every other failure.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::ExposeSecret;
@@ -38,7 +40,7 @@ pub struct FirestoreStore {
 enum Auth {
     /// The emulator takes `Bearer owner` as an admin credential (rules bypassed).
     Emulator,
-    Google(Box<GoogleTokenSource>),
+    Google(Arc<GoogleTokenSource>),
 }
 
 /// How a Firestore call failed, before the operation decides what that means.
@@ -75,7 +77,7 @@ impl FirestoreStore {
             let key = config.service_account.as_ref().ok_or_else(|| {
                 ConfigError("a service account key is required outside the emulator".into())
             })?;
-            Auth::Google(Box::new(GoogleTokenSource::new(
+            Auth::Google(Arc::new(GoogleTokenSource::new(
                 key,
                 config.token_url.as_deref(),
                 http.clone(),
@@ -89,6 +91,15 @@ impl FirestoreStore {
             http,
             auth,
         })
+    }
+
+    /// The service account's token source (none in emulator mode), for other Google APIs
+    /// of the same account to share its cached token.
+    pub fn token_source(&self) -> Option<Arc<GoogleTokenSource>> {
+        match &self.auth {
+            Auth::Emulator => None,
+            Auth::Google(tokens) => Some(tokens.clone()),
+        }
     }
 
     /// Opens the connection to Firestore (and, for real Firestore, fetches the access

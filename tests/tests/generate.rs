@@ -1,0 +1,384 @@
+//! `POST /ai/generate-ad-image` through the Lambda adapter, against the Firestore emulator
+//! (calls counted), a DynamoDB-protocol server, the Management API recorder, and loopback
+//! stand-ins of an OpenAI-compatible API and of Cloud Storage.
+
+mod stand_ins;
+
+use http::{Method, StatusCode};
+use integration_tests::{FirestoreCalls, TestApp};
+use serde_json::{Value, json};
+use shared::config::Config;
+use shared::http::Route;
+use shared::ids::{BusinessId, ProductId, Uid};
+use shared::store::{DocPath, Fields};
+use stand_ins::{API_KEY, Ai, BUCKET, CAPTION, Google, ImageAnswer, png};
+
+async fn spawn(ai: &Ai, google: &Google, timeout_secs: u64) -> TestApp {
+    let mut settings = ai.settings(timeout_secs);
+    settings.extend(google.settings());
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    TestApp::spawn_with(&settings).await
+}
+
+/// A business and a product of `uid`: their ids.
+async fn product(t: &TestApp, uid: &str) -> (String, String) {
+    let r = t
+        .as_user(
+            uid,
+            Method::POST,
+            "/businesses",
+            Some(json!({"name": "Pottery"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let bid = r.body["id"].as_str().unwrap().to_owned();
+    let r = t
+        .as_user(
+            uid,
+            Method::POST,
+            &format!("/products/{bid}"),
+            Some(json!({"name": "Sunrise Mug", "price": 12.5, "currency": "EUR"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    (bid, r.body["id"].as_str().unwrap().to_owned())
+}
+
+async fn generate(t: &TestApp, uid: &str, bid: &str, pid: &str) -> integration_tests::Response {
+    t.as_user(
+        uid,
+        Method::POST,
+        "/ai/generate-ad-image",
+        Some(json!({"businessId": bid, "productId": pid, "prompt": "autumn light"})),
+    )
+    .await
+}
+
+/// The `product:updated` events pushed to `socket`, after the set-up's two.
+fn updates(t: &TestApp, socket: &str) -> Vec<Value> {
+    t.gateway
+        .events(socket)
+        .into_iter()
+        .skip(2)
+        .map(|e| {
+            assert_eq!(e["event"], "product:updated", "{e}");
+            e["data"].clone()
+        })
+        .collect()
+}
+
+fn calls(writes: usize, reads: usize) -> FirestoreCalls {
+    FirestoreCalls {
+        writes,
+        reads,
+        ..FirestoreCalls::default()
+    }
+}
+
+fn lock_path(uid: &str, bid: &str, pid: &str) -> DocPath {
+    DocPath::product(
+        &Uid::parse(uid).unwrap(),
+        &BusinessId::parse(bid).unwrap(),
+        &ProductId::parse(pid).unwrap(),
+    )
+    .child("locks", "generation")
+}
+
+#[tokio::test]
+async fn generation_costs_two_writes_and_one_read_and_pushes_two_events() {
+    let (ai, google) = (Ai::start(ImageAnswer::Png).await, Google::start().await);
+    let t = spawn(&ai, &google, 10).await;
+    let socket = t.connect("alice").await;
+    let (bid, pid) = product(&t, "alice").await;
+
+    t.firestore.calls.reset();
+    let r = generate(&t, "alice", &bid, &pid).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        t.firestore.calls.get(),
+        calls(2, 1),
+        "the lock commit, the product read, the final commit"
+    );
+    assert_eq!(r.body["status"], "enriched");
+    assert_eq!(r.body["caption"], CAPTION);
+    assert_eq!(r.body["price"], 12.5);
+
+    let upload = google.uploads().pop().expect("the image was stored");
+    assert_eq!(upload.bucket, BUCKET);
+    assert!(
+        upload
+            .name
+            .starts_with(&format!("users/alice/products/{pid}/"))
+            && upload.name.ends_with(".png")
+    );
+    assert_eq!(upload.content_type, "image/png");
+    assert_eq!(upload.body, png());
+    let url = format!(
+        "https://firebasestorage.googleapis.com/v0/b/{BUCKET}/o/{}?alt=media",
+        upload.name.replace('/', "%2F")
+    );
+    assert_eq!(r.body["generatedImageUrl"], url.as_str());
+
+    let events = updates(&t, &socket);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["status"], "processing");
+    assert_eq!(events[0]["error"], Value::Null);
+    assert_eq!(events[1]["status"], "enriched");
+    assert_eq!(events[1]["generatedImageUrl"], url.as_str());
+    assert_eq!(events[1]["caption"], CAPTION);
+    assert_eq!(events[1]["updatedAt"], r.body["updatedAt"]);
+
+    let image = &ai.requests("/v1/images/generations")[0];
+    assert_eq!(image.authorization, format!("Bearer {API_KEY}"));
+    assert_eq!(image.body["model"], "test-image-model");
+    let prompt = image.body["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("Sunrise Mug") && prompt.contains("autumn light"),
+        "{prompt}"
+    );
+    let chat = &ai.requests("/v1/chat/completions")[0];
+    assert_eq!(chat.body["model"], "test-chat-model");
+    assert!(
+        chat.body["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Sunrise Mug")
+    );
+
+    // The lock is gone with the final commit.
+    assert!(
+        t.app
+            .store
+            .get(&lock_path("alice", &bid, &pid))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_provider_error_is_502_and_the_product_failed() {
+    let ai = Ai::start(ImageAnswer::Error(
+        400,
+        json!({"error": {"message": "Your request was rejected by the safety system.", "type": "invalid_request_error"}}),
+    ))
+    .await;
+    let google = Google::start().await;
+    let t = spawn(&ai, &google, 10).await;
+    let socket = t.connect("alice").await;
+    let (bid, pid) = product(&t, "alice").await;
+
+    t.firestore.calls.reset();
+    let r = generate(&t, "alice", &bid, &pid).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
+    assert_eq!(t.firestore.calls.get(), calls(2, 1));
+    let message = "AI provider image generation failed (HTTP 400): Your request was rejected by the safety system.";
+    assert_eq!(r.body["error"]["message"], message);
+    let events = updates(&t, &socket);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["status"], "failed");
+    assert_eq!(events[1]["error"], message);
+    assert!(google.uploads().is_empty());
+}
+
+#[tokio::test]
+async fn a_provider_timeout_is_504_and_the_product_failed() {
+    let ai = Ai::start(ImageAnswer::Sleep(std::time::Duration::from_secs(4))).await;
+    let google = Google::start().await;
+    let t = spawn(&ai, &google, 1).await;
+    let socket = t.connect("alice").await;
+    let (bid, pid) = product(&t, "alice").await;
+    let r = generate(&t, "alice", &bid, &pid).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
+    let events = updates(&t, &socket);
+    assert_eq!(events[1]["status"], "failed");
+    assert_eq!(
+        events[1]["error"],
+        "the AI provider did not answer within 1 s"
+    );
+}
+
+#[tokio::test]
+async fn a_concurrent_generation_is_409_decided_by_one_failed_commit() {
+    let (ai, google) = (Ai::start(ImageAnswer::Hold).await, Google::start().await);
+    let t = spawn(&ai, &google, 10).await;
+    let socket = t.connect("alice").await;
+    let (bid, pid) = product(&t, "alice").await;
+
+    let second = async {
+        ai.wait_for_image_request().await;
+        t.firestore.calls.reset();
+        let r = generate(&t, "alice", &bid, &pid).await;
+        // The create of the lock failed; the lock was read to see whether it is stale.
+        assert_eq!(t.firestore.calls.get(), calls(1, 1));
+        ai.release();
+        r
+    };
+    let (first, second) = tokio::join!(generate(&t, "alice", &bid, &pid), second);
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.body);
+    let statuses: Vec<Value> = updates(&t, &socket)
+        .iter()
+        .map(|e| e["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["processing", "enriched"],
+        "the 409 emitted nothing"
+    );
+    assert_eq!(ai.requests("/v1/images/generations").len(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_lock_is_taken_over_once_and_a_live_one_is_respected() {
+    let (ai, google) = (Ai::start(ImageAnswer::Png).await, Google::start().await);
+    let t = spawn(&ai, &google, 10).await;
+    let (bid, pid) = product(&t, "alice").await;
+    let lock = lock_path("alice", &bid, &pid);
+    let lock_doc = |token: &str, expires_at: &str| -> Fields {
+        json!({"token": token, "startedAt": "2020-01-01T00:00:00.000Z", "expiresAt": expires_at})
+            .as_object()
+            .cloned()
+            .unwrap()
+    };
+
+    // A crashed function's lock, long expired: taken over.
+    t.app
+        .store
+        .create(&lock, lock_doc("crashed1", "2020-01-01T00:02:00.000Z"))
+        .await
+        .unwrap();
+    let r = generate(&t, "alice", &bid, &pid).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(t.app.store.get(&lock).await.unwrap().is_none(), "released");
+
+    // The same expired lock again (a late second taker): its takeover marker is taken.
+    t.app
+        .store
+        .create(&lock, lock_doc("crashed1", "2020-01-01T00:02:00.000Z"))
+        .await
+        .unwrap();
+    let r = generate(&t, "alice", &bid, &pid).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    t.app.store.delete(&lock).await.unwrap();
+
+    // A lock within its lease belongs to a running generation.
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(60)).to_rfc3339();
+    t.app
+        .store
+        .create(&lock, lock_doc("running1", &later))
+        .await
+        .unwrap();
+    let r = generate(&t, "alice", &bid, &pid).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_missing_product_is_404_with_one_failed_commit_and_no_event() {
+    let (ai, google) = (Ai::start(ImageAnswer::Png).await, Google::start().await);
+    let t = spawn(&ai, &google, 10).await;
+    let socket = t.connect("alice").await;
+    let (bid, _) = product(&t, "alice").await;
+    let posts = t.gateway.post_count();
+    t.firestore.calls.reset();
+    let r = generate(&t, "alice", &bid, "missing").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(t.firestore.calls.get(), calls(1, 0));
+    assert_eq!(t.gateway.post_count(), posts);
+    assert!(updates(&t, &socket).is_empty());
+    assert!(ai.requests("/v1/images/generations").is_empty());
+}
+
+#[tokio::test]
+async fn a_product_deleted_during_generation_is_404_and_its_image_removed() {
+    let (ai, google) = (Ai::start(ImageAnswer::Hold).await, Google::start().await);
+    let t = spawn(&ai, &google, 10).await;
+    let socket = t.connect("alice").await;
+    let (bid, pid) = product(&t, "alice").await;
+    let delete = async {
+        ai.wait_for_image_request().await;
+        let r = t
+            .as_user(
+                "alice",
+                Method::DELETE,
+                &format!("/products/{bid}/{pid}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        ai.release();
+    };
+    let (r, ()) = tokio::join!(generate(&t, "alice", &bid, &pid), delete);
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let uploads = google.uploads();
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(
+        google.deletes(),
+        [(BUCKET.to_owned(), uploads[0].name.clone())]
+    );
+    let names: Vec<Value> = t
+        .gateway
+        .events(&socket)
+        .iter()
+        .map(|e| e["event"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "business:created",
+            "product:created",
+            "product:updated",
+            "product:deleted"
+        ]
+    );
+    assert!(
+        t.app
+            .store
+            .get(&lock_path("alice", &bid, &pid))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn the_image_functions_refuse_to_start_without_their_settings() {
+    let base: std::collections::HashMap<String, String> = [
+        ("FIREBASE_PROJECT_ID", "demo-test"),
+        ("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1"),
+        ("CONNECTIONS_TABLE", "t"),
+        ("WEBSOCKET_MANAGEMENT_URL", "http://127.0.0.1:1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let check = |extra: &[(&str, &str)], route| {
+        let mut s = base.clone();
+        s.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        shared::lambda::check_route_config(&Config::from_settings(&s).unwrap(), route)
+    };
+    let err = check(&[], Route::GenerateAdImage).unwrap_err();
+    assert!(err.0.contains("STORAGE_BUCKET"), "{err}");
+    let storage = [
+        ("STORAGE_BUCKET", "b-u-c"),
+        ("GOOGLE_SERVICE_ACCOUNT_JSON", "{}"),
+    ];
+    let err = check(&storage, Route::GenerateAdImage).unwrap_err();
+    assert!(err.0.contains("AI_API_KEY"), "{err}");
+    assert!(check(&storage, Route::UploadProductImage).is_ok());
+    assert!(check(&[], Route::UploadProductImage).is_err());
+    assert!(
+        check(&[], Route::UpdateProduct).is_ok(),
+        "other functions need neither"
+    );
+    let mut offline = storage.to_vec();
+    offline.push(("AI_PROVIDER", "offline"));
+    assert!(check(&offline, Route::GenerateAdImage).is_ok());
+}

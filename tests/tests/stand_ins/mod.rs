@@ -1,0 +1,321 @@
+//! Loopback stand-ins of the outside services generation and uploads talk to, at the wire
+//! level: an OpenAI-compatible API, and Google (the OAuth token endpoint and Cloud Storage's
+//! upload and delete endpoints). Each records what it was sent.
+
+#![allow(dead_code)] // Each test crate that includes this module uses part of it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Form, Json, Router};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+pub const API_KEY: &str = "sk-test-lambda-0123";
+pub const CAPTION: &str = "Fresh from the kiln. #mug";
+pub const BUCKET: &str = "demo-test.firebasestorage.app";
+pub const ACCESS_TOKEN: &str = "ya29.storage-test-token";
+const PNG: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
+
+/// A real 1×1 PNG.
+pub fn png() -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(PNG)
+        .expect("fixture PNG")
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// How the AI stand-in answers image requests.
+#[derive(Clone)]
+pub enum ImageAnswer {
+    Png,
+    Error(u16, Value),
+    Sleep(Duration),
+    /// Waits for [`Ai::release`], then answers with a PNG.
+    Hold,
+}
+
+/// One request the AI stand-in got.
+#[derive(Clone, Debug)]
+pub struct AiRequest {
+    pub path: String,
+    pub authorization: String,
+    pub body: Value,
+}
+
+/// An OpenAI-compatible API: `/v1/images/generations` and `/v1/chat/completions`.
+#[derive(Clone)]
+pub struct Ai {
+    pub base: String,
+    answer: Arc<Mutex<ImageAnswer>>,
+    requests: Arc<Mutex<Vec<AiRequest>>>,
+    gate: Arc<Semaphore>,
+}
+
+impl Ai {
+    pub async fn start(answer: ImageAnswer) -> Self {
+        let mut ai = Self {
+            base: String::new(),
+            answer: Arc::new(Mutex::new(answer)),
+            requests: Arc::default(),
+            gate: Arc::new(Semaphore::new(0)),
+        };
+        let router = Router::new()
+            .route("/v1/images/generations", post(ai_images))
+            .route("/v1/chat/completions", post(ai_chat))
+            .with_state(ai.clone());
+        ai.base = serve(router).await;
+        ai
+    }
+
+    /// The settings that point a function at this stand-in.
+    pub fn settings(&self, timeout_secs: u64) -> Vec<(String, String)> {
+        [
+            ("AI_PROVIDER", "openai".to_owned()),
+            ("AI_BASE_URL", format!("{}/v1", self.base)),
+            ("AI_API_KEY", API_KEY.to_owned()),
+            ("AI_IMAGE_MODEL", "test-image-model".to_owned()),
+            ("AI_CHAT_MODEL", "test-chat-model".to_owned()),
+            ("AI_TIMEOUT_SECONDS", timeout_secs.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    pub fn requests(&self, path: &str) -> Vec<AiRequest> {
+        let requests = self.requests.lock().expect("requests");
+        requests
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    pub fn release(&self) {
+        self.gate.add_permits(1);
+    }
+
+    /// Waits until an image request has arrived.
+    pub async fn wait_for_image_request(&self) {
+        for _ in 0..500 {
+            if !self.requests("/v1/images/generations").is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no image request reached the stand-in");
+    }
+}
+
+async fn record(ai: &Ai, request: Request) {
+    let path = request.uri().path().to_owned();
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = axum::body::to_bytes(request.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    ai.requests.lock().expect("requests").push(AiRequest {
+        path,
+        authorization,
+        body,
+    });
+}
+
+fn png_answer() -> Response {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png());
+    Json(json!({"created": 1_700_000_000, "data": [{"b64_json": b64}]})).into_response()
+}
+
+async fn ai_images(State(ai): State<Ai>, request: Request) -> Response {
+    record(&ai, request).await;
+    let answer = ai.answer.lock().expect("answer").clone();
+    match answer {
+        ImageAnswer::Png => png_answer(),
+        ImageAnswer::Error(status, body) => {
+            (StatusCode::from_u16(status).expect("status"), Json(body)).into_response()
+        }
+        ImageAnswer::Sleep(pause) => {
+            tokio::time::sleep(pause).await;
+            png_answer()
+        }
+        ImageAnswer::Hold => {
+            let _permit = ai.gate.acquire().await.expect("gate");
+            png_answer()
+        }
+    }
+}
+
+async fn ai_chat(State(ai): State<Ai>, request: Request) -> Response {
+    record(&ai, request).await;
+    Json(json!({
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": CAPTION}}],
+    }))
+    .into_response()
+}
+
+/// One upload Cloud Storage got.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub bucket: String,
+    pub name: String,
+    pub upload_type: String,
+    pub content_type: String,
+    pub authorization: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Default)]
+struct GoogleState {
+    token_exchanges: usize,
+    uploads: Vec<Upload>,
+    deletes: Vec<(String, String)>,
+}
+
+/// Google: `/token` (service-account assertions) and Cloud Storage's JSON API.
+#[derive(Clone)]
+pub struct Google {
+    pub base: String,
+    state: Arc<Mutex<GoogleState>>,
+}
+
+impl Google {
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(GoogleState::default()));
+        let router = Router::new()
+            .route("/token", post(token))
+            .route("/upload/storage/v1/b/{bucket}/o", post(upload))
+            .route("/storage/v1/b/{bucket}/o/{object}", delete(remove))
+            .with_state(state.clone());
+        Self {
+            base: serve(router).await,
+            state,
+        }
+    }
+
+    /// The settings that point a function's image store at this stand-in.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        let key = json!({
+            "type": "service_account",
+            "project_id": "demo-test",
+            "private_key_id": "test-key-1",
+            "private_key": std::fs::read_to_string(format!("{}/test-key-1.pem", integration_tests::FIXTURES))
+                .expect("fixture key"),
+            "client_email": "sync-backend@demo-test.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        [
+            ("STORAGE_BUCKET", BUCKET.to_owned()),
+            ("STORAGE_API_URL", self.base.clone()),
+            ("GOOGLE_SERVICE_ACCOUNT_JSON", key.to_string()),
+            ("GOOGLE_TOKEN_URL", format!("{}/token", self.base)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.state.lock().expect("state").uploads.clone()
+    }
+
+    /// `(bucket, object name)` of every delete.
+    pub fn deletes(&self) -> Vec<(String, String)> {
+        self.state.lock().expect("state").deletes.clone()
+    }
+
+    pub fn token_exchanges(&self) -> usize {
+        self.state.lock().expect("state").token_exchanges
+    }
+}
+
+async fn token(
+    State(state): State<Arc<Mutex<GoogleState>>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let grant = form.get("grant_type").map(String::as_str);
+    let assertion = form.get("assertion").map_or(0, |a| a.split('.').count());
+    if grant != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") || assertion != 3 {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response();
+    }
+    state.lock().expect("state").token_exchanges += 1;
+    Json(json!({"access_token": ACCESS_TOKEN, "expires_in": 3599, "token_type": "Bearer"}))
+        .into_response()
+}
+
+fn header(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn upload(
+    State(state): State<Arc<Mutex<GoogleState>>>,
+    Path(bucket): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let authorization = header(&headers, "authorization");
+    if authorization != format!("Bearer {ACCESS_TOKEN}") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": 401}})),
+        )
+            .into_response();
+    }
+    let name = query.get("name").cloned().unwrap_or_default();
+    let content_type = header(&headers, "content-type");
+    state.lock().expect("state").uploads.push(Upload {
+        bucket: bucket.clone(),
+        name: name.clone(),
+        upload_type: query.get("uploadType").cloned().unwrap_or_default(),
+        content_type: content_type.clone(),
+        authorization,
+        body: body.to_vec(),
+    });
+    Json(
+        json!({"kind": "storage#object", "bucket": bucket, "name": name,
+                "contentType": content_type, "size": body.len().to_string()}),
+    )
+    .into_response()
+}
+
+async fn remove(
+    State(state): State<Arc<Mutex<GoogleState>>>,
+    Path((bucket, object)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> StatusCode {
+    if header(&headers, "authorization") != format!("Bearer {ACCESS_TOKEN}") {
+        return StatusCode::UNAUTHORIZED;
+    }
+    state.lock().expect("state").deletes.push((bucket, object));
+    StatusCode::NO_CONTENT
+}

@@ -307,15 +307,15 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
             let business = param(req, "businessId", BusinessId::parse)?;
             let product = param(req, "productId", ProductId::parse)?;
             let field = handlers::ImageField::parse(req.query.get("field").map(String::as_str))?;
-            let image = images::parse_upload(&req.headers, &req.body)?;
             let who = app.auth.authenticate(&req.headers).await?;
+            let image = images::parse_upload(&req.headers, &req.body)?;
             let doc = handlers::upload_product_image(app, &who, &business, &product, image, field)
                 .await?;
             Ok((S::OK, doc))
         }
         Route::GenerateAdImage => {
-            let request = GenerateRequest::parse(json_body(req)?)?;
             let who = app.auth.authenticate(&req.headers).await?;
+            let request = GenerateRequest::parse(json_body(req)?)?;
             Ok((
                 S::OK,
                 generate::generate_ad_image(app, &who, request).await?,

@@ -2,6 +2,8 @@
 //! function's handler, so they cannot go stale; and `template.yaml` routes exactly the route
 //! table the code (and the local gateway) serves.
 
+mod stand_ins;
+
 use std::collections::BTreeMap;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
@@ -60,13 +62,23 @@ async fn every_sample_event_runs_through_its_handler() {
         .as_str()
         .expect("the broadcast sample carries a service key")
         .to_owned();
-    // The samples carry emulator tokens for project demo-ads, as `sam local invoke` uses them.
-    let t = TestApp::spawn_with(&[
+    // The samples carry emulator tokens for project demo-ads, as `sam local invoke` uses them;
+    // images go to the Cloud Storage stand-in, ads come from the offline provider.
+    let google = stand_ins::Google::start().await;
+    let mut settings = google.settings();
+    for (k, v) in [
         ("AUTH_MODE", "emulator"),
         ("FIREBASE_PROJECT_ID", "demo-ads"),
-        ("SERVICE_KEY", &service_key),
-    ])
-    .await;
+        ("SERVICE_KEY", service_key.as_str()),
+        ("AI_PROVIDER", "offline"),
+    ] {
+        settings.push((k.to_owned(), v.to_owned()));
+    }
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let t = TestApp::spawn_with(&settings).await;
     t.reset_firestore("demo-ads").await;
 
     // The documents the samples address.

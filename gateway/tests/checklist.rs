@@ -390,6 +390,31 @@ async fn api_gateway_limits_close_oversized_and_idle_sockets() {
 }
 
 #[tokio::test]
+async fn a_socket_is_closed_at_the_maximum_duration_even_when_busy() {
+    let mut o = Options::ephemeral();
+    o.limits = Limits {
+        max_duration: Duration::from_millis(600),
+        ..Limits::default()
+    };
+    let c = Client::start(o).await;
+    let mut ws = c.socket("alice").await;
+    let started = std::time::Instant::now();
+    let closed = loop {
+        send(&mut ws, json!({"action": "ping"})).await;
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an answer or the close in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => break None,
+        }
+    };
+    assert_eq!(closed.map(|f| u16::from(f.code)), Some(1001));
+    assert!(started.elapsed() >= Duration::from_millis(550));
+}
+
+#[tokio::test]
 async fn a_restart_keeps_the_data_and_the_seq() {
     let dir = std::env::temp_dir().join(format!("gw-data-{}", shared::ids::Uid::generate()));
     let mut o = Options::ephemeral();

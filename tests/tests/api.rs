@@ -671,3 +671,26 @@ async fn cors_headers_follow_the_allowed_origins() {
         .await;
     assert!(r.headers.get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn a_failing_dependency_is_a_bare_500_never_a_hang_or_a_leak() {
+    // Firestore "down": nothing listens on port 1, so every call fails fast.
+    let t = TestApp::spawn_with(&[("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")]).await;
+    let started = std::time::Instant::now();
+    let r = t.as_user("alice", Method::GET, "/businesses", None).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        r.body,
+        json!({"error": {"code": "internal", "message": "internal error"}})
+    );
+    let r = t
+        .as_user(
+            "alice",
+            Method::POST,
+            "/businesses",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

@@ -225,7 +225,12 @@ function onBusinessesClick(ev) {
       act(button, message, () => client.request('DELETE', `/products/${enc(businessId)}/${enc(productId)}`));
       break;
     case 'generate':
-      act(button, message, () => client.request('POST', '/ai/generate-ad-image', { businessId, productId }));
+      // A provider failure (502/504) is recorded on the product, whose `error` every tab shows;
+      // only other failures (409 already running, 404, ...) are this tab's to say.
+      act(button, message, () =>
+        client.request('POST', '/ai/generate-ad-image', { businessId, productId }).catch((err) => {
+          if (err.status !== 502 && err.status !== 504) throw err;
+        }));
       break;
   }
 }

@@ -51,7 +51,19 @@ pub struct Options {
     /// Use the Firestore emulator at HOST:PORT instead of the embedded document store.
     #[arg(long, env = "FIRESTORE_EMULATOR_HOST")]
     pub firestore_emulator: Option<String>,
-    /// Use a DynamoDB endpoint (e.g. moto_server) instead of the embedded connection table.
+    /// Use real Firestore (project --project-id) with this service account key file instead
+    /// of the embedded document store (the emulator wins when both are given).
+    #[arg(long, env = "GOOGLE_APPLICATION_CREDENTIALS")]
+    pub google_credentials: Option<PathBuf>,
+    /// Verify ID tokens: `emulator` (the Auth emulator's unsigned tokens, and /dev/token) or
+    /// `firebase` (real Firebase ID tokens of --project-id, checked with Google's keys).
+    #[arg(long = "auth", env = "AUTH_MODE", default_value = "emulator", value_parser = ["emulator", "firebase"])]
+    pub auth_mode: String,
+    /// Where Google's token keys are fetched in `firebase` auth mode.
+    #[arg(long, env = "FIREBASE_JWKS_URL", default_value = shared::config::GOOGLE_JWKS_URL)]
+    pub jwks_url: String,
+    /// Use a DynamoDB endpoint (moto_server, DynamoDB Local, or AWS's own with the SDK's usual
+    /// credentials) instead of the embedded connection table.
     #[arg(long, env = "DYNAMODB_ENDPOINT")]
     pub dynamodb_endpoint: Option<String>,
     /// Table name on that endpoint (created if missing).
@@ -97,6 +109,9 @@ impl Options {
     pub fn ephemeral() -> Self {
         let mut options = Self::parse_from(["local-gateway", "--memory", "--port", "0"]);
         options.firestore_emulator = None;
+        options.google_credentials = None;
+        options.auth_mode = "emulator".into();
+        options.jwks_url = shared::config::GOOGLE_JWKS_URL.into();
         options.dynamodb_endpoint = None;
         options.ai_provider = None;
         options.ai_base_url = None;
@@ -161,6 +176,8 @@ pub(crate) struct Gateway {
     pub app: App,
     pub sockets: sockets::Hub,
     pub project_id: Arc<str>,
+    /// `/dev/token` works only where its tokens are accepted: emulator auth.
+    pub dev_tokens: bool,
     pub media: Arc<media::Media>,
 }
 
@@ -173,6 +190,65 @@ pub struct Running {
     ai: AiConfig,
     listener: TcpListener,
     router: Router,
+}
+
+/// The document store the options ask for: the Firestore emulator, real Firestore with a
+/// service account key, or the embedded store (on disk, or in memory).
+fn document_store(
+    options: &Options,
+    http: &reqwest::Client,
+) -> Result<Arc<dyn shared::store::DocumentStore>, StartError> {
+    let firestore =
+        |config: FirestoreConfig| -> Result<Arc<dyn shared::store::DocumentStore>, StartError> {
+            let store = FirestoreStore::new(&config, &options.project_id, http.clone())
+                .map_err(|e| StartError(e.to_string()))?;
+            Ok(Arc::new(store))
+        };
+    if let Some(host) = &options.firestore_emulator {
+        return firestore(FirestoreConfig {
+            base_url: format!("http://{host}"),
+            emulator: true,
+            service_account: None,
+            token_url: None,
+        });
+    }
+    if let Some(path) = &options.google_credentials {
+        let key = std::fs::read_to_string(path)
+            .map_err(|e| StartError(format!("service account key {}: {e}", path.display())))?;
+        return firestore(FirestoreConfig {
+            base_url: shared::config::FIRESTORE_URL.into(),
+            emulator: false,
+            service_account: Some(SecretString::from(key)),
+            token_url: None,
+        });
+    }
+    if options.memory {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    let store = MemoryStore::persistent(options.data_dir.join("documents.json"))
+        .map_err(|e| StartError(format!("data folder: {e}")))?;
+    Ok(Arc::new(store))
+}
+
+/// DynamoDB's SDK configuration: the SDK's usual credentials and region when the environment
+/// has some (a real table), else the local placeholders (moto, DynamoDB Local).
+async fn dynamodb_sdk_config() -> aws_config::SdkConfig {
+    let has_credentials = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ]
+    .iter()
+    .any(|k| std::env::var_os(k).is_some());
+    if !has_credentials {
+        return local_sdk_config();
+    }
+    let region = aws_config::meta::region::RegionProviderChain::default_provider()
+        .or_else(Region::new("us-east-1"));
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await
 }
 
 fn local_sdk_config() -> aws_config::SdkConfig {
@@ -209,26 +285,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     let http = reqwest_client(&timeouts)?;
     let sdk = local_sdk_config();
 
-    let store: Arc<dyn shared::store::DocumentStore> = match &options.firestore_emulator {
-        Some(host) => Arc::new(
-            FirestoreStore::new(
-                &FirestoreConfig {
-                    base_url: format!("http://{host}"),
-                    emulator: true,
-                    service_account: None,
-                    token_url: None,
-                },
-                &options.project_id,
-                http.clone(),
-            )
-            .map_err(|e| StartError(e.to_string()))?,
-        ),
-        None if options.memory => Arc::new(MemoryStore::new()),
-        None => Arc::new(
-            MemoryStore::persistent(options.data_dir.join("documents.json"))
-                .map_err(|e| StartError(format!("data folder: {e}")))?,
-        ),
-    };
+    let store = document_store(&options, &http)?;
 
     let (connections, events): (
         Arc<dyn shared::registry::ConnectionRegistry>,
@@ -236,7 +293,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     ) = match &options.dynamodb_endpoint {
         Some(endpoint) => {
             let client = aws_sdk_dynamodb::Client::from_conf(
-                aws_sdk_dynamodb::config::Builder::from(&sdk)
+                aws_sdk_dynamodb::config::Builder::from(&dynamodb_sdk_config().await)
                     .endpoint_url(endpoint)
                     .build(),
             );
@@ -265,8 +322,8 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
 
     let auth = Arc::new(Authenticator::new(
         AuthConfig {
-            emulator: true,
-            jwks_url: shared::config::GOOGLE_JWKS_URL.into(),
+            emulator: options.auth_mode == "emulator",
+            jwks_url: options.jwks_url.clone(),
             service_key: std::env::var("SERVICE_KEY").ok().map(Into::into),
         },
         options.project_id.clone(),
@@ -299,6 +356,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         app: app.clone(),
         sockets: sockets::Hub::new(options.limits),
         project_id: options.project_id.clone().into(),
+        dev_tokens: options.auth_mode == "emulator",
         media: media.clone(),
     };
     Ok(Running {
@@ -360,10 +418,15 @@ impl Running {
                 })
                 .unwrap_or_default()
         };
-        let data = match (&self.options.firestore_emulator, self.options.memory) {
-            (Some(host), _) => format!("Firestore emulator at {host}"),
-            (None, true) => "in memory (gone when this process stops)".to_owned(),
-            (None, false) => format!(
+        let data = match (
+            &self.options.firestore_emulator,
+            &self.options.google_credentials,
+            self.options.memory,
+        ) {
+            (Some(host), _, _) => format!("Firestore emulator at {host}"),
+            (None, Some(_), _) => format!("Firestore, project {}", self.options.project_id),
+            (None, None, true) => "in memory (gone when this process stops)".to_owned(),
+            (None, None, false) => format!(
                 "{} (delete it to start afresh; --memory for a throwaway run)",
                 std::path::absolute(&self.options.data_dir)
                     .unwrap_or_else(|_| self.options.data_dir.clone())
@@ -385,13 +448,14 @@ impl Running {
             ),
         };
         format!(
-            "Ad sync backend, local mode (emulator-mode auth, project {project})\n\
+            "Ad sync backend, local mode ({auth} auth, project {project})\n\
              \n  Demo page      {base}/\n  REST API       {base}\n  WebSocket      ws://{addr}/ws?token=<token>\n  \
              Management API {base}/@connections/<id>\n  Dev tokens     {base}/dev/token?uid=alice\n\
              \n  Documents      {data}\n  Connections    {registry}\n  Images         {media}\n  AI provider    {ai}\n\
              \n  Token for alice (24 h):\n    {alice}\n  Token for bob (24 h):\n    {bob}\n\
              \n  Try: curl -X POST {base}/auth/login -H \"Authorization: Bearer $TOKEN\"\n",
             project = self.options.project_id,
+            auth = self.options.auth_mode,
             addr = self.addr,
             media = self.media_dir.display(),
             alice = token("alice"),

@@ -70,6 +70,10 @@ pub(crate) async fn dev_token(
     State(gw): State<Gateway>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    if !gw.dev_tokens {
+        let err = AppError::NotFound("dev tokens exist only with --auth emulator".into());
+        return (err.status(), axum::Json(err.body())).into_response();
+    }
     let raw = params.get("uid").map_or("alice", String::as_str);
     let uid = match Uid::parse(raw) {
         Ok(uid) => uid,

@@ -438,3 +438,29 @@ async fn a_restart_keeps_the_data_and_the_seq() {
     assert_eq!(login["seq"], 1);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn firebase_auth_mode_refuses_emulator_tokens_and_has_no_dev_tokens() {
+    let mut o = Options::ephemeral();
+    o.auth_mode = "firebase".into();
+    // Keys from a closed port: no network needed to refuse an unsigned token.
+    o.jwks_url = "http://127.0.0.1:1/jwks".into();
+    let running = local_gateway::start(o).await.expect("gateway starts");
+    let base = running.spawn();
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("{base}/dev/token?uid=alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let uid = shared::ids::Uid::parse("alice").unwrap();
+    let token = shared::auth::emulator_token("demo-ads", &uid, None, Duration::from_secs(600));
+    let r = http
+        .post(format!("{base}/auth/login"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

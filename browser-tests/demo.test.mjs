@@ -15,12 +15,12 @@
 // Env: LOCAL_GATEWAY_BIN (default <repo>/target/debug/local-gateway), CHROMIUM_BIN
 // (default /usr/bin/chromium). Screenshots and the gateway log stay in a temp dir, logged at the end.
 
-import { after, describe, it } from 'node:test';
+import { after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createWriteStream, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  CONTEXT_OPTIONS, WAIT_MS, eventually, launchBrowser, log, makeTmp, startCuttableProxy, startGateway,
+  CONTEXT_OPTIONS, WAIT_MS, eventually, launchBrowser, log, makeTmp, scenario, startCuttableProxy, startGateway, use,
 } from './helpers.mjs';
 
 const RECOVER_MS = 20_000; // the client's reconnect backoff doubles while the link is down
@@ -43,24 +43,8 @@ describe('local demo page in headless chromium', { concurrency: 1, timeout: 120_
   const consoleLog = createWriteStream(consoleFile); // what the tabs print (a refused reconnect does)
   let businessId;
   let productId;
-  let failed = false;
-  let skipRest = false;
+  const { step, state } = scenario();
 
-  /** A step of the scenario; once one fails the later ones are skipped (they depend on it). */
-  const step = (name, fn) => it(name, async (t) => {
-    if (skipRest) return t.skip('an earlier step failed');
-    try {
-      await fn(t);
-    } catch (err) {
-      failed = skipRest = true;
-      throw err;
-    }
-  });
-
-  // Bring a tab to front before using it, as a person would: a click in a tab that is not in
-  // front waited about 2 s (Playwright's actionability checks wait on animation frames, which
-  // Chromium holds back in a hidden tab). The other tabs update in the background meanwhile.
-  const use = async (page) => { await page.bringToFront(); return page; };
   const card = (page, id = productId) => page.locator(`[data-product-id="${id}"]`);
   const status = (page) => page.locator('#conn-status').getAttribute('data-status');
   const text = async (locator) => ((await locator.textContent({ timeout: WAIT_MS })) || '').trim();
@@ -88,7 +72,7 @@ describe('local demo page in headless chromium', { concurrency: 1, timeout: 120_
   });
 
   after(async () => {
-    if (failed && browser) {
+    if (state.failed && browser) {
       for (const [name, page] of Object.entries(tabs)) {
         const file = path.join(tmp, `failure-${name}.png`);
         await page.screenshot({ path: file, fullPage: true }).catch(() => {});
@@ -99,8 +83,8 @@ describe('local demo page in headless chromium', { concurrency: 1, timeout: 120_
     await proxy?.close().catch(() => {});
     await gateway?.stop();
     await new Promise((resolve) => consoleLog.end(resolve));
-    if (failed && gateway) log(`gateway log (${gateway.logFile}):\n${gateway.log().slice(-4000)}`);
-    if (failed) log(`browser console (${consoleFile}):\n${readFileSync(consoleFile, 'utf8').slice(-4000)}`);
+    if (state.failed && gateway) log(`gateway log (${gateway.logFile}):\n${gateway.log().slice(-4000)}`);
+    if (state.failed) log(`browser console (${consoleFile}):\n${readFileSync(consoleFile, 'utf8').slice(-4000)}`);
     log(`artifacts in ${tmp}`);
   });
 

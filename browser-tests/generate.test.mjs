@@ -12,12 +12,14 @@
 // Run and env: as demo.test.mjs (see README.md). Screenshots, the gateway log and the browser
 // console stay in a temp dir, logged at the end.
 
-import { after, describe, it } from 'node:test';
+import { after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createWriteStream, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { FAKE_CAPTION, FAKE_ERROR, startFakeAi } from './fake-ai.mjs';
-import { CONTEXT_OPTIONS, WAIT_MS, eventually, launchBrowser, log, makeTmp, startGateway } from './helpers.mjs';
+import {
+  CONTEXT_OPTIONS, WAIT_MS, eventually, launchBrowser, log, makeTmp, scenario, startGateway, use,
+} from './helpers.mjs';
 
 const BUSINESS = 'Harbour Roasters';
 const PRODUCT = 'Midnight Espresso Blend';
@@ -37,22 +39,8 @@ describe('AI generation on the local demo page in headless chromium', { concurre
   const consoleLog = createWriteStream(consoleFile);
   let businessId;
   let productId;
-  let failed = false;
-  let skipRest = false;
+  const { step, state } = scenario();
 
-  /** A step of the scenario; once one fails the later ones are skipped (they depend on it). */
-  const step = (name, fn) => it(name, async (t) => {
-    if (skipRest) return t.skip('an earlier step failed');
-    try {
-      await fn(t);
-    } catch (err) {
-      failed = skipRest = true;
-      throw err;
-    }
-  });
-
-  // A click goes to the tab in front (see demo.test.mjs); the others update in the background.
-  const use = async (page) => { await page.bringToFront(); return page; };
   const card = (page) => page.locator(`[data-product-id="${productId}"]`);
   const text = async (locator) => ((await locator.textContent({ timeout: WAIT_MS })) || '').trim();
 
@@ -106,7 +94,7 @@ describe('AI generation on the local demo page in headless chromium', { concurre
   });
 
   after(async () => {
-    if (failed && browser) {
+    if (state.failed && browser) {
       for (const [name, page] of Object.entries(tabs)) {
         const file = path.join(tmp, `failure-${name}.png`);
         await page.screenshot({ path: file, fullPage: true }).catch(() => {});
@@ -117,9 +105,9 @@ describe('AI generation on the local demo page in headless chromium', { concurre
     await gateway?.stop();
     await ai?.close();
     await new Promise((resolve) => consoleLog.end(resolve));
-    if (failed && gateway) log(`gateway log (${gateway.logFile}):\n${gateway.log().slice(-4000)}`);
-    if (failed) log(`browser console (${consoleFile}):\n${readFileSync(consoleFile, 'utf8').slice(-4000)}`);
-    if (failed && ai) log(`stand-in AI requests: ${JSON.stringify(ai.requests.map(({ method, path: p, at, answeredAt }) => ({ method, p, at, answeredAt })))}`);
+    if (state.failed && gateway) log(`gateway log (${gateway.logFile}):\n${gateway.log().slice(-4000)}`);
+    if (state.failed) log(`browser console (${consoleFile}):\n${readFileSync(consoleFile, 'utf8').slice(-4000)}`);
+    if (state.failed && ai) log(`stand-in AI requests: ${JSON.stringify(ai.requests.map(({ method, path: p, at, answeredAt }) => ({ method, p, at, answeredAt })))}`);
     log(`artifacts in ${tmp}`);
   });
 

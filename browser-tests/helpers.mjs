@@ -7,6 +7,7 @@ import { accessSync, constants, createWriteStream, mkdtempSync, readFileSync } f
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -186,3 +187,28 @@ export async function launchBrowser() {
 }
 
 export const CONTEXT_OPTIONS = { viewport: { width: 1280, height: 900 }, locale: 'en-US', timezoneId: 'UTC' };
+
+/**
+ * The steps of one scenario: once a step fails, the later ones are skipped (they build on
+ * it) and `state.failed` tells the `after` hook to print the logs.
+ */
+export function scenario() {
+  const state = { failed: false };
+  const step = (name, fn) => it(name, async (t) => {
+    if (state.failed) return t.skip('an earlier step failed');
+    try {
+      await fn(t);
+    } catch (err) {
+      state.failed = true;
+      throw err;
+    }
+  });
+  return { step, state };
+}
+
+/**
+ * Brings a tab to the front before using it, as a person would: a click in a tab that is not
+ * in front waited about 2 s (Playwright's actionability checks wait on animation frames, which
+ * Chromium holds back in a hidden tab). The other tabs update in the background meanwhile.
+ */
+export const use = async (page) => { await page.bringToFront(); return page; };

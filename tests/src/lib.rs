@@ -73,11 +73,11 @@ pub struct Response {
 
 impl TestApp {
     pub async fn spawn() -> Self {
-        Self::spawn_with(&[]).await
+        Self::spawn_with::<&str, &str>(&[]).await
     }
 
     /// A backend with extra settings (e.g. `EVENT_RETENTION_HOURS`).
-    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+    pub async fn spawn_with<K: AsRef<str>, V: AsRef<str>>(extra: &[(K, V)]) -> Self {
         let services = Services::from_env();
         let firestore = FirestoreProxy::start(&services.firestore_host).await;
         let gateway = ManagementRecorder::start().await;
@@ -98,7 +98,7 @@ impl TestApp {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         for (k, v) in extra {
-            settings.insert((*k).to_owned(), (*v).to_owned());
+            settings.insert(k.as_ref().to_owned(), v.as_ref().to_owned());
         }
         let config = Config::from_settings(&settings).expect("test configuration");
 
@@ -211,6 +211,33 @@ impl TestApp {
             body.as_deref(),
         )
         .await
+    }
+
+    /// A business of `uid` with one product made from `product` (fields); their ids.
+    pub async fn create_product(&self, uid: &str, product: Value) -> (String, String) {
+        let r = self
+            .as_user(
+                uid,
+                Method::POST,
+                "/businesses",
+                Some(json!({"name": "Pottery"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let business = r.body["id"].as_str().expect("business id").to_owned();
+        let r = self
+            .as_user(
+                uid,
+                Method::POST,
+                &format!("/products/{business}"),
+                Some(product),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        (
+            business,
+            r.body["id"].as_str().expect("product id").to_owned(),
+        )
     }
 
     /// Deletes every document of `project` in the Firestore emulator (for fixed project ids).

@@ -16,35 +16,16 @@ use stand_ins::{API_KEY, Ai, BUCKET, CAPTION, Google, ImageAnswer, png};
 async fn spawn(ai: &Ai, google: &Google, timeout_secs: u64) -> TestApp {
     let mut settings = ai.settings(timeout_secs);
     settings.extend(google.settings());
-    let settings: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     TestApp::spawn_with(&settings).await
 }
 
 /// A business and a product of `uid`: their ids.
 async fn product(t: &TestApp, uid: &str) -> (String, String) {
-    let r = t
-        .as_user(
-            uid,
-            Method::POST,
-            "/businesses",
-            Some(json!({"name": "Pottery"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let bid = r.body["id"].as_str().unwrap().to_owned();
-    let r = t
-        .as_user(
-            uid,
-            Method::POST,
-            &format!("/products/{bid}"),
-            Some(json!({"name": "Sunrise Mug", "price": 12.5, "currency": "EUR"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    (bid, r.body["id"].as_str().unwrap().to_owned())
+    t.create_product(
+        uid,
+        json!({"name": "Sunrise Mug", "price": 12.5, "currency": "EUR"}),
+    )
+    .await
 }
 
 async fn generate(t: &TestApp, uid: &str, bid: &str, pid: &str) -> integration_tests::Response {

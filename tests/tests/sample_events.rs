@@ -74,10 +74,6 @@ async fn every_sample_event_runs_through_its_handler() {
     ] {
         settings.push((k.to_owned(), v.to_owned()));
     }
-    let settings: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     let t = TestApp::spawn_with(&settings).await;
     t.reset_firestore("demo-ads").await;
 

@@ -19,35 +19,12 @@ const WEBP: &[u8] =
 
 async fn spawn(google: &Google) -> TestApp {
     let settings = google.settings();
-    let settings: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     TestApp::spawn_with(&settings).await
 }
 
 /// A business and a product of `uid`: their ids.
 async fn product(t: &TestApp, uid: &str) -> (String, String) {
-    let r = t
-        .as_user(
-            uid,
-            Method::POST,
-            "/businesses",
-            Some(json!({"name": "Pottery"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let bid = r.body["id"].as_str().unwrap().to_owned();
-    let r = t
-        .as_user(
-            uid,
-            Method::POST,
-            &format!("/products/{bid}"),
-            Some(json!({"name": "Mug"})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    (bid, r.body["id"].as_str().unwrap().to_owned())
+    t.create_product(uid, json!({"name": "Mug"})).await
 }
 
 /// Sends `bytes` as API Gateway does: base64 in the event, `isBase64Encoded: true`.

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
+mod common;
+
+use common::{Client, next, send};
 use futures_util::{SinkExt, StreamExt};
 use local_gateway::{Limits, Options};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -35,86 +35,6 @@ fn options(backend: Backend) -> Options {
         o.table = format!("gw-{unique}");
     }
     o
-}
-
-struct Client {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Client {
-    async fn start(options: Options) -> Self {
-        let running = local_gateway::start(options).await.expect("gateway starts");
-        Self {
-            base: running.spawn(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    async fn token(&self, uid: &str) -> String {
-        let r: Value = self
-            .http
-            .get(format!("{}/dev/token?uid={uid}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["token"].as_str().unwrap().to_owned()
-    }
-
-    async fn call(
-        &self,
-        uid: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let token = self.token(uid).await;
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn socket(&self, uid: &str) -> Ws {
-        let token = self.token(uid).await;
-        let url = format!("{}/ws?token={token}", self.base.replace("http://", "ws://"));
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("socket connects");
-        ws
-    }
-}
-
-/// The next text frame, parsed; fails the test after 5 s.
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a frame within 5 s")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = msg {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, message: Value) {
-    ws.send(Message::Text(message.to_string().into()))
-        .await
-        .unwrap();
 }
 
 macro_rules! on_both_backends {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -13,15 +15,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use futures_util::{SinkExt, StreamExt};
+use common::{Client, Ws, next};
+use futures_util::SinkExt;
 use local_gateway::Options;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A real 1×1 PNG.
 const PNG: &str =
@@ -200,57 +200,7 @@ async fn file(State(s): State<AiStandIn>) -> Response {
 // A client of the gateway.
 // ---------------------------------------------------------------------------------------
 
-struct Client {
-    base: String,
-    http: reqwest::Client,
-    media_dir: PathBuf,
-}
-
 impl Client {
-    async fn start(options: Options) -> Self {
-        let running = local_gateway::start(options).await.expect("gateway starts");
-        let media_dir = running.media_dir.clone();
-        Self {
-            base: running.spawn(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-            media_dir,
-        }
-    }
-
-    async fn token(&self, uid: &str) -> String {
-        let r: Value = self
-            .http
-            .get(format!("{}/dev/token?uid={uid}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["token"].as_str().unwrap().to_owned()
-    }
-
-    async fn call(
-        &self,
-        uid: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(self.token(uid).await);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let r = req.send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
     async fn upload(
         &self,
         uid: &str,
@@ -315,18 +265,6 @@ impl Client {
             .unwrap_or(Value::Null)
     }
 
-    async fn socket(&self, uid: &str) -> Ws {
-        let url = format!(
-            "{}/ws?token={}",
-            self.base.replace("http://", "ws://"),
-            self.token(uid).await
-        );
-        tokio_tungstenite::connect_async(url)
-            .await
-            .expect("socket")
-            .0
-    }
-
     async fn fetch(&self, url: &str) -> (u16, String, Vec<u8>) {
         let r = self.http.get(url).send().await.unwrap();
         let content_type = r
@@ -340,27 +278,6 @@ impl Client {
             content_type,
             r.bytes().await.unwrap().to_vec(),
         )
-    }
-}
-
-impl Drop for Client {
-    // The gateway keeps running in its task; its temporary media folder goes with the test.
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.media_dir);
-    }
-}
-
-/// The next text frame, parsed; fails the test after 10 s.
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = msg {
-            return serde_json::from_str(&text).unwrap();
-        }
     }
 }
 

@@ -3,197 +3,34 @@
 //! server that answers as the OpenAI API does and records what it was sent.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
 
-use axum::Json;
-use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use base64::Engine as _;
 use common::{Client, Ws, next};
 use futures_util::SinkExt;
+use integration_tests::stand_ins::{API_KEY, Ai, CAPTION, ImageAnswer, png};
 use local_gateway::Options;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A real 1×1 PNG.
-const PNG: &str =
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
 const JPEG: &[u8] = &[
     0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0, 1, 0xFF, 0xD9,
 ];
 const WEBP: &[u8] =
     b"RIFF\x1a\0\0\0WEBPVP8L\x0d\0\0\0\x2f\0\0\0\x10\x07\x10\x11\x11\x88\x88\xfe\x07\0";
-const CAPTION: &str = "Fresh from the kiln. #mug #handmade";
-const API_KEY: &str = "sk-test-local-0123";
 
-fn png() -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(PNG)
-        .unwrap()
-}
-
-// ---------------------------------------------------------------------------------------
-// The AI provider stand-in.
-// ---------------------------------------------------------------------------------------
-
-/// How the stand-in answers image requests.
-#[derive(Clone)]
-enum ImageAnswer {
-    Base64(Vec<u8>),
-    /// A URL on the stand-in, from which these bytes are then served.
-    Url(Vec<u8>),
-    Error(u16, Value),
-    Sleep(Duration),
-    /// Waits for [`AiStandIn::release`], then answers with a PNG.
-    Hold,
-    /// 429 the first time, a PNG after.
-    ThrottleOnce,
-}
-
-#[derive(Clone, Debug)]
-struct Recorded {
-    path: String,
-    authorization: String,
-    body: Value,
-}
-
-#[derive(Clone)]
-struct AiStandIn {
-    base: String,
-    answer: Arc<Mutex<ImageAnswer>>,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    gate: Arc<Semaphore>,
-}
-
-impl AiStandIn {
-    async fn start(answer: ImageAnswer) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stand_in = Self {
-            base: format!("http://{}", listener.local_addr().unwrap()),
-            answer: Arc::new(Mutex::new(answer)),
-            requests: Arc::default(),
-            gate: Arc::new(Semaphore::new(0)),
-        };
-        let router = Router::new()
-            .route("/v1/images/generations", post(images))
-            .route("/v1/chat/completions", post(chat))
-            .route("/files/ad", get(file))
-            .with_state(stand_in.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        stand_in
-    }
-
-    fn requests(&self, path: &str) -> Vec<Recorded> {
-        let requests = self.requests.lock().unwrap();
-        requests
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
-    }
-
-    fn release(&self) {
-        self.gate.add_permits(1);
-    }
-
-    /// Waits until an image request has arrived.
-    async fn wait_for_image_request(&self) {
-        for _ in 0..500 {
-            if !self.requests("/v1/images/generations").is_empty() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no image request reached the stand-in");
-    }
-
-    fn options(&self, timeout_secs: u64) -> Options {
-        let mut o = Options::ephemeral();
-        o.ai_base_url = Some(format!("{}/v1", self.base));
-        o.ai_api_key = Some(SecretString::from(API_KEY));
-        o.ai_image_model = Some("test-image-model".into());
-        o.ai_chat_model = Some("test-chat-model".into());
-        o.ai_timeout_secs = Some(timeout_secs);
-        o
-    }
-}
-
-async fn record(stand_in: &AiStandIn, request: Request) {
-    let path = request.uri().path().to_owned();
-    let authorization = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let bytes = axum::body::to_bytes(request.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    stand_in.requests.lock().unwrap().push(Recorded {
-        path,
-        authorization,
-        body,
-    });
-}
-
-fn b64_answer(bytes: &[u8]) -> Response {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    Json(json!({"created": 1_700_000_000, "data": [{"b64_json": b64}]})).into_response()
-}
-
-async fn images(State(s): State<AiStandIn>, request: Request) -> Response {
-    let throttled_before = !s.requests("/v1/images/generations").is_empty();
-    record(&s, request).await;
-    let answer = s.answer.lock().unwrap().clone();
-    match answer {
-        ImageAnswer::Base64(bytes) => b64_answer(&bytes),
-        ImageAnswer::Url(_) => {
-            Json(json!({"data": [{"url": format!("{}/files/ad", s.base)}]})).into_response()
-        }
-        ImageAnswer::Error(status, body) => {
-            (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
-        }
-        ImageAnswer::Sleep(pause) => {
-            tokio::time::sleep(pause).await;
-            b64_answer(&png())
-        }
-        ImageAnswer::Hold => {
-            let _permit = s.gate.acquire().await.unwrap();
-            b64_answer(&png())
-        }
-        ImageAnswer::ThrottleOnce if !throttled_before => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", "0")],
-            Json(json!({"error": {"message": "Rate limit reached", "type": "requests"}})),
-        )
-            .into_response(),
-        ImageAnswer::ThrottleOnce => b64_answer(&png()),
-    }
-}
-
-async fn chat(State(s): State<AiStandIn>, request: Request) -> Response {
-    record(&s, request).await;
-    Json(json!({
-        "id": "chatcmpl-1", "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("\"{CAPTION}\"")}, "finish_reason": "stop"}],
-    }))
-    .into_response()
-}
-
-async fn file(State(s): State<AiStandIn>) -> Response {
-    match s.answer.lock().unwrap().clone() {
-        ImageAnswer::Url(bytes) => ([("content-type", "image/jpeg")], bytes).into_response(),
-        _ => StatusCode::NOT_FOUND.into_response(),
-    }
+/// Gateway options that point generation at the AI stand-in.
+fn ai_options(ai: &Ai, timeout_secs: u64) -> Options {
+    let mut o = Options::ephemeral();
+    o.ai_base_url = Some(format!("{}/v1", ai.base));
+    o.ai_api_key = Some(SecretString::from(API_KEY));
+    o.ai_image_model = Some("test-image-model".into());
+    o.ai_chat_model = Some("test-chat-model".into());
+    o.ai_timeout_secs = Some(timeout_secs);
+    o
 }
 
 // ---------------------------------------------------------------------------------------
@@ -322,8 +159,8 @@ fn mug() -> Value {
 
 #[tokio::test]
 async fn generation_pushes_processing_then_enriched_to_every_tab_and_stores_the_image() {
-    let ai = AiStandIn::start(ImageAnswer::Base64(png())).await;
-    let c = Client::start(ai.options(10)).await;
+    let ai = Ai::start(ImageAnswer::Base64(png())).await;
+    let c = Client::start(ai_options(&ai, 10)).await;
     let mut tab_1 = c.socket("alice").await;
     let mut tab_2 = c.socket("alice").await;
     let mut bob = c.socket("bob").await;
@@ -403,8 +240,8 @@ async fn generation_pushes_processing_then_enriched_to_every_tab_and_stores_the_
 
 #[tokio::test]
 async fn an_image_answered_by_url_is_downloaded_and_kept() {
-    let ai = AiStandIn::start(ImageAnswer::Url(JPEG.to_vec())).await;
-    let c = Client::start(ai.options(10)).await;
+    let ai = Ai::start(ImageAnswer::Url(JPEG.to_vec())).await;
+    let c = Client::start(ai_options(&ai, 10)).await;
     let (bid, pid) = c.product("alice", json!({"name": "Vase"})).await;
     let (status, product) = c
         .generate("alice", json!({"businessId": bid, "productId": pid}))
@@ -421,12 +258,12 @@ async fn an_image_answered_by_url_is_downloaded_and_kept() {
 
 #[tokio::test]
 async fn a_provider_error_marks_the_product_failed_and_answers_502() {
-    let ai = AiStandIn::start(ImageAnswer::Error(
+    let ai = Ai::start(ImageAnswer::Error(
         500,
         json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}),
     ))
     .await;
-    let c = Client::start(ai.options(10)).await;
+    let c = Client::start(ai_options(&ai, 10)).await;
     let mut ws = c.socket("alice").await;
     let (bid, pid) = c.product("alice", mug()).await;
     skip(&mut ws, 2).await;
@@ -459,7 +296,7 @@ async fn a_provider_error_marks_the_product_failed_and_answers_502() {
     assert!(files_under(&c.media_dir).is_empty(), "nothing stored");
 
     // A later success clears the error.
-    *ai.answer.lock().unwrap() = ImageAnswer::Base64(png());
+    ai.set_answer(ImageAnswer::Base64(png()));
     let (status, product) = c
         .generate("alice", json!({"businessId": bid, "productId": pid}))
         .await;
@@ -471,8 +308,8 @@ async fn a_provider_error_marks_the_product_failed_and_answers_502() {
 
 #[tokio::test]
 async fn a_provider_that_does_not_answer_in_time_is_504() {
-    let ai = AiStandIn::start(ImageAnswer::Sleep(Duration::from_secs(5))).await;
-    let c = Client::start(ai.options(1)).await;
+    let ai = Ai::start(ImageAnswer::Sleep(Duration::from_secs(5))).await;
+    let c = Client::start(ai_options(&ai, 1)).await;
     let mut ws = c.socket("alice").await;
     let (bid, pid) = c.product("alice", mug()).await;
     skip(&mut ws, 2).await;
@@ -503,8 +340,8 @@ async fn a_provider_that_does_not_answer_in_time_is_504() {
 
 #[tokio::test]
 async fn a_second_generation_while_one_runs_is_409_and_emits_nothing() {
-    let ai = AiStandIn::start(ImageAnswer::Hold).await;
-    let c = Arc::new(Client::start(ai.options(10)).await);
+    let ai = Ai::start(ImageAnswer::Hold).await;
+    let c = Arc::new(Client::start(ai_options(&ai, 10)).await);
     let mut ws = c.socket("alice").await;
     let (bid, pid) = c.product("alice", mug()).await;
     skip(&mut ws, 2).await;
@@ -540,8 +377,8 @@ async fn a_second_generation_while_one_runs_is_409_and_emits_nothing() {
 
 #[tokio::test]
 async fn a_rate_limited_image_request_is_retried_once() {
-    let ai = AiStandIn::start(ImageAnswer::ThrottleOnce).await;
-    let c = Client::start(ai.options(10)).await;
+    let ai = Ai::start(ImageAnswer::ThrottleOnce).await;
+    let c = Client::start(ai_options(&ai, 10)).await;
     let (bid, pid) = c.product("alice", mug()).await;
     let (status, product) = c
         .generate("alice", json!({"businessId": bid, "productId": pid}))
@@ -552,8 +389,8 @@ async fn a_rate_limited_image_request_is_retried_once() {
 
 #[tokio::test]
 async fn bad_requests_and_missing_products_change_nothing() {
-    let ai = AiStandIn::start(ImageAnswer::Base64(png())).await;
-    let c = Client::start(ai.options(10)).await;
+    let ai = Ai::start(ImageAnswer::Base64(png())).await;
+    let c = Client::start(ai_options(&ai, 10)).await;
     let mut ws = c.socket("alice").await;
     let (bid, pid) = c.product("alice", mug()).await;
     skip(&mut ws, 2).await;

@@ -4,6 +4,7 @@
 //! Requests go in as API Gateway events, through the same Lambda adapters as in the cloud.
 
 mod servers;
+pub mod stand_ins;
 
 use std::collections::HashMap;
 

@@ -2,16 +2,14 @@
 //! (calls counted), a DynamoDB-protocol server, the Management API recorder, and loopback
 //! stand-ins of an OpenAI-compatible API and of Cloud Storage.
 
-mod stand_ins;
-
 use http::{Method, StatusCode};
+use integration_tests::stand_ins::{API_KEY, Ai, BUCKET, CAPTION, Google, ImageAnswer, png};
 use integration_tests::{FirestoreCalls, TestApp};
 use serde_json::{Value, json};
 use shared::config::Config;
 use shared::http::Route;
 use shared::ids::{BusinessId, ProductId, Uid};
 use shared::store::{DocPath, Fields};
-use stand_ins::{API_KEY, Ai, BUCKET, CAPTION, Google, ImageAnswer, png};
 
 async fn spawn(ai: &Ai, google: &Google, timeout_secs: u64) -> TestApp {
     let mut settings = ai.settings(timeout_secs);
@@ -70,7 +68,10 @@ fn lock_path(uid: &str, bid: &str, pid: &str) -> DocPath {
 
 #[tokio::test]
 async fn generation_costs_two_writes_and_one_read_and_pushes_two_events() {
-    let (ai, google) = (Ai::start(ImageAnswer::Png).await, Google::start().await);
+    let (ai, google) = (
+        Ai::start(ImageAnswer::Base64(png())).await,
+        Google::start().await,
+    );
     let t = spawn(&ai, &google, 10).await;
     let socket = t.connect("alice").await;
     let (bid, pid) = product(&t, "alice").await;
@@ -215,7 +216,10 @@ async fn a_concurrent_generation_is_409_decided_by_one_failed_commit() {
 
 #[tokio::test]
 async fn an_expired_lock_is_taken_over_once_and_a_live_one_is_respected() {
-    let (ai, google) = (Ai::start(ImageAnswer::Png).await, Google::start().await);
+    let (ai, google) = (
+        Ai::start(ImageAnswer::Base64(png())).await,
+        Google::start().await,
+    );
     let t = spawn(&ai, &google, 10).await;
     let (bid, pid) = product(&t, "alice").await;
     let lock = lock_path("alice", &bid, &pid);
@@ -259,7 +263,10 @@ async fn an_expired_lock_is_taken_over_once_and_a_live_one_is_respected() {
 
 #[tokio::test]
 async fn a_missing_product_is_404_with_one_failed_commit_and_no_event() {
-    let (ai, google) = (Ai::start(ImageAnswer::Png).await, Google::start().await);
+    let (ai, google) = (
+        Ai::start(ImageAnswer::Base64(png())).await,
+        Google::start().await,
+    );
     let t = spawn(&ai, &google, 10).await;
     let socket = t.connect("alice").await;
     let (bid, _) = product(&t, "alice").await;

@@ -2,8 +2,6 @@
 //! function's handler, so they cannot go stale; and `template.yaml` routes exactly the route
 //! table the code (and the local gateway) serves.
 
-mod stand_ins;
-
 use std::collections::BTreeMap;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
@@ -64,7 +62,7 @@ async fn every_sample_event_runs_through_its_handler() {
         .to_owned();
     // The samples carry emulator tokens for project demo-ads, as `sam local invoke` uses them;
     // images go to the Cloud Storage stand-in, ads come from the offline provider.
-    let google = stand_ins::Google::start().await;
+    let google = integration_tests::stand_ins::Google::start().await;
     let mut settings = google.settings();
     for (k, v) in [
         ("AUTH_MODE", "emulator"),

@@ -2,14 +2,12 @@
 //! delivers binary bodies (base64, `isBase64Encoded: true`), with Cloud Storage and Google's
 //! token endpoint played by a loopback stand-in and Firestore calls counted.
 
-mod stand_ins;
-
 use base64::Engine as _;
 use http::{Method, StatusCode};
+use integration_tests::stand_ins::{ACCESS_TOKEN, BUCKET, Google, png};
 use integration_tests::{FirestoreCalls, SERVICE_KEY, TestApp, http_api_event};
 use serde_json::{Value, json};
 use shared::http::Route;
-use stand_ins::{ACCESS_TOKEN, BUCKET, Google, png};
 
 const JPEG: &[u8] = &[
     0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0, 1, 0xFF, 0xD9,

@@ -2,8 +2,6 @@
 //! level: an OpenAI-compatible API, and Google (the OAuth token endpoint and Cloud Storage's
 //! upload and delete endpoints). Each records what it was sent.
 
-#![allow(dead_code)] // Each test crate that includes this module uses part of it.
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,14 +10,15 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use axum::{Form, Json, Router};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-pub const API_KEY: &str = "sk-test-lambda-0123";
-pub const CAPTION: &str = "Fresh from the kiln. #mug";
+pub const API_KEY: &str = "sk-test-0123";
+/// The caption the chat stand-in answers (wrapped in quotes, which the provider trims).
+pub const CAPTION: &str = "Fresh from the kiln. #mug #handmade";
 pub const BUCKET: &str = "demo-test.firebasestorage.app";
 pub const ACCESS_TOKEN: &str = "ya29.storage-test-token";
 const PNG: &str =
@@ -44,11 +43,17 @@ async fn serve(router: Router) -> String {
 /// How the AI stand-in answers image requests.
 #[derive(Clone)]
 pub enum ImageAnswer {
-    Png,
+    /// These bytes, as `b64_json`.
+    Base64(Vec<u8>),
+    /// A URL on the stand-in, from which these bytes are then served.
+    Url(Vec<u8>),
     Error(u16, Value),
+    /// A PNG after a pause.
     Sleep(Duration),
     /// Waits for [`Ai::release`], then answers with a PNG.
     Hold,
+    /// 429 (retry after 0 s) the first time, a PNG after.
+    ThrottleOnce,
 }
 
 /// One request the AI stand-in got.
@@ -59,7 +64,8 @@ pub struct AiRequest {
     pub body: Value,
 }
 
-/// An OpenAI-compatible API: `/v1/images/generations` and `/v1/chat/completions`.
+/// An OpenAI-compatible API: `/v1/images/generations`, `/v1/chat/completions`, and
+/// `/files/ad` for images answered by URL.
 #[derive(Clone)]
 pub struct Ai {
     pub base: String,
@@ -70,8 +76,12 @@ pub struct Ai {
 
 impl Ai {
     pub async fn start(answer: ImageAnswer) -> Self {
-        let mut ai = Self {
-            base: String::new(),
+        // Bound first: the handlers need the base URL for images answered by URL.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let ai = Self {
+            base: format!("http://{}", listener.local_addr().expect("address")),
             answer: Arc::new(Mutex::new(answer)),
             requests: Arc::default(),
             gate: Arc::new(Semaphore::new(0)),
@@ -79,8 +89,9 @@ impl Ai {
         let router = Router::new()
             .route("/v1/images/generations", post(ai_images))
             .route("/v1/chat/completions", post(ai_chat))
+            .route("/files/ad", get(ai_file))
             .with_state(ai.clone());
-        ai.base = serve(router).await;
+        tokio::spawn(async move { axum::serve(listener, router).await });
         ai
     }
 
@@ -106,6 +117,11 @@ impl Ai {
             .filter(|r| r.path == path)
             .cloned()
             .collect()
+    }
+
+    /// Changes how the next image requests are answered.
+    pub fn set_answer(&self, answer: ImageAnswer) {
+        *self.answer.lock().expect("answer") = answer;
     }
 
     pub fn release(&self) {
@@ -143,36 +159,55 @@ async fn record(ai: &Ai, request: Request) {
     });
 }
 
-fn png_answer() -> Response {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(png());
+fn b64_answer(bytes: &[u8]) -> Response {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
     Json(json!({"created": 1_700_000_000, "data": [{"b64_json": b64}]})).into_response()
 }
 
 async fn ai_images(State(ai): State<Ai>, request: Request) -> Response {
+    let asked_before = !ai.requests("/v1/images/generations").is_empty();
     record(&ai, request).await;
     let answer = ai.answer.lock().expect("answer").clone();
     match answer {
-        ImageAnswer::Png => png_answer(),
+        ImageAnswer::Base64(bytes) => b64_answer(&bytes),
+        ImageAnswer::Url(_) => {
+            Json(json!({"data": [{"url": format!("{}/files/ad", ai.base)}]})).into_response()
+        }
         ImageAnswer::Error(status, body) => {
             (StatusCode::from_u16(status).expect("status"), Json(body)).into_response()
         }
         ImageAnswer::Sleep(pause) => {
             tokio::time::sleep(pause).await;
-            png_answer()
+            b64_answer(&png())
         }
         ImageAnswer::Hold => {
             let _permit = ai.gate.acquire().await.expect("gate");
-            png_answer()
+            b64_answer(&png())
         }
+        ImageAnswer::ThrottleOnce if !asked_before => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "0")],
+            Json(json!({"error": {"message": "Rate limit reached", "type": "requests"}})),
+        )
+            .into_response(),
+        ImageAnswer::ThrottleOnce => b64_answer(&png()),
     }
 }
 
 async fn ai_chat(State(ai): State<Ai>, request: Request) -> Response {
     record(&ai, request).await;
     Json(json!({
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": CAPTION}}],
+        "id": "chatcmpl-1", "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("\"{CAPTION}\"")}, "finish_reason": "stop"}],
     }))
     .into_response()
+}
+
+async fn ai_file(State(ai): State<Ai>) -> Response {
+    match ai.answer.lock().expect("answer").clone() {
+        ImageAnswer::Url(bytes) => ([("content-type", "image/jpeg")], bytes).into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// One upload Cloud Storage got.
@@ -220,7 +255,7 @@ impl Google {
             "type": "service_account",
             "project_id": "demo-test",
             "private_key_id": "test-key-1",
-            "private_key": std::fs::read_to_string(format!("{}/test-key-1.pem", integration_tests::FIXTURES))
+            "private_key": std::fs::read_to_string(format!("{}/test-key-1.pem", crate::FIXTURES))
                 .expect("fixture key"),
             "client_email": "sync-backend@demo-test.iam.gserviceaccount.com",
             "token_uri": "https://oauth2.googleapis.com/token",

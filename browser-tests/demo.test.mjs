@@ -17,10 +17,9 @@
 
 import { after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createWriteStream, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  CONTEXT_OPTIONS, WAIT_MS, eventually, launchBrowser, log, makeTmp, scenario, startCuttableProxy, startGateway, use,
+  CONTEXT_OPTIONS, WAIT_MS, eventually, launchBrowser, log, makeTmp, scenario, startCuttableProxy, startGateway, tabRecorder, use,
 } from './helpers.mjs';
 
 const RECOVER_MS = 20_000; // the client's reconnect backoff doubles while the link is down
@@ -37,10 +36,8 @@ describe('local demo page in headless chromium', { concurrency: 1, timeout: 120_
   let gateway;
   let proxy;
   let browser;
-  const tabs = {}; // tab1, tab2 (alice; tab2 through the proxy), tab3 (bob)
-  const pageErrors = [];
-  const consoleFile = path.join(tmp, 'browser-console.log');
-  const consoleLog = createWriteStream(consoleFile); // what the tabs print (a refused reconnect does)
+  const recorder = tabRecorder(tmp);
+  const { tabs, pageErrors } = recorder; // tab1, tab2 (alice; tab2 through the proxy), tab3 (bob)
   let businessId;
   let productId;
   const { step, state } = scenario();
@@ -58,33 +55,18 @@ describe('local demo page in headless chromium', { concurrency: 1, timeout: 120_
     // Alice's two tabs share a browser context (one window's storage); bob has his own.
     const alice = await browser.newContext(contextOptions);
     const bob = await browser.newContext(contextOptions);
-    const open = async (name, context, url) => {
-      const page = await context.newPage();
-      page.setDefaultTimeout(WAIT_MS);
-      page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
-      page.on('console', (msg) => consoleLog.write(`${name} ${msg.type()}: ${msg.text()}\n`));
-      await page.goto(url);
-      tabs[name] = page;
-    };
-    await open('tab1', alice, `${gateway.base}/?uid=alice`);
-    await open('tab2', alice, `http://127.0.0.1:${proxy.port}/?uid=alice`);
-    await open('tab3', bob, `${gateway.base}/?uid=bob`);
+    await recorder.open('tab1', alice, `${gateway.base}/?uid=alice`);
+    await recorder.open('tab2', alice, `http://127.0.0.1:${proxy.port}/?uid=alice`);
+    await recorder.open('tab3', bob, `${gateway.base}/?uid=bob`);
   });
 
   after(async () => {
-    if (state.failed && browser) {
-      for (const [name, page] of Object.entries(tabs)) {
-        const file = path.join(tmp, `failure-${name}.png`);
-        await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-        log(`screenshot of ${name} at the failure: ${file}`);
-      }
-    }
+    await recorder.screenshotOnFailure(state.failed);
     await browser?.close().catch(() => {});
     await proxy?.close().catch(() => {});
     await gateway?.stop();
-    await new Promise((resolve) => consoleLog.end(resolve));
+    await recorder.close(state.failed);
     if (state.failed && gateway) log(`gateway log (${gateway.logFile}):\n${gateway.log().slice(-4000)}`);
-    if (state.failed) log(`browser console (${consoleFile}):\n${readFileSync(consoleFile, 'utf8').slice(-4000)}`);
     log(`artifacts in ${tmp}`);
   });
 

@@ -14,11 +14,10 @@
 
 import { after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createWriteStream, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { FAKE_CAPTION, FAKE_ERROR, startFakeAi } from './fake-ai.mjs';
 import {
-  CONTEXT_OPTIONS, WAIT_MS, eventually, launchBrowser, log, makeTmp, scenario, startGateway, use,
+  CONTEXT_OPTIONS, WAIT_MS, eventually, launchBrowser, log, makeTmp, scenario, startGateway, tabRecorder, use,
 } from './helpers.mjs';
 
 const BUSINESS = 'Harbour Roasters';
@@ -33,10 +32,8 @@ describe('AI generation on the local demo page in headless chromium', { concurre
   let ai;
   let gateway;
   let browser;
-  const tabs = {}; // tab1, tab2 (alice), tab3 (bob)
-  const pageErrors = [];
-  const consoleFile = path.join(tmp, 'browser-console.log');
-  const consoleLog = createWriteStream(consoleFile);
+  const recorder = tabRecorder(tmp);
+  const { tabs, pageErrors } = recorder; // tab1, tab2 (alice), tab3 (bob)
   let businessId;
   let productId;
   const { step, state } = scenario();
@@ -80,12 +77,7 @@ describe('AI generation on the local demo page in headless chromium', { concurre
     const alice = await browser.newContext(CONTEXT_OPTIONS);
     const bob = await browser.newContext(CONTEXT_OPTIONS);
     for (const [name, context, uid] of [['tab1', alice, 'alice'], ['tab2', alice, 'alice'], ['tab3', bob, 'bob']]) {
-      const page = await context.newPage();
-      page.setDefaultTimeout(WAIT_MS);
-      page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
-      page.on('console', (msg) => consoleLog.write(`${name} ${msg.type()}: ${msg.text()}\n`));
-      await page.goto(`${gateway.base}/?uid=${uid}`);
-      tabs[name] = page;
+      await recorder.open(name, context, `${gateway.base}/?uid=${uid}`);
     }
     for (const [name, page] of Object.entries(tabs)) {
       await page.locator('#conn-status[data-status="live"]').waitFor();
@@ -94,19 +86,12 @@ describe('AI generation on the local demo page in headless chromium', { concurre
   });
 
   after(async () => {
-    if (state.failed && browser) {
-      for (const [name, page] of Object.entries(tabs)) {
-        const file = path.join(tmp, `failure-${name}.png`);
-        await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-        log(`screenshot of ${name} at the failure: ${file}`);
-      }
-    }
+    await recorder.screenshotOnFailure(state.failed);
     await browser?.close().catch(() => {});
     await gateway?.stop();
     await ai?.close();
-    await new Promise((resolve) => consoleLog.end(resolve));
+    await recorder.close(state.failed);
     if (state.failed && gateway) log(`gateway log (${gateway.logFile}):\n${gateway.log().slice(-4000)}`);
-    if (state.failed) log(`browser console (${consoleFile}):\n${readFileSync(consoleFile, 'utf8').slice(-4000)}`);
     if (state.failed && ai) log(`stand-in AI requests: ${JSON.stringify(ai.requests.map(({ method, path: p, at, answeredAt }) => ({ method, p, at, answeredAt })))}`);
     log(`artifacts in ${tmp}`);
   });

@@ -212,3 +212,42 @@ export function scenario() {
  * Chromium holds back in a hidden tab). The other tabs update in the background meanwhile.
  */
 export const use = async (page) => { await page.bringToFront(); return page; };
+
+/**
+ * The tabs of one scenario: each opened with its uncaught errors collected (`pageErrors`) and
+ * its console written to `browser-console.log`; on failure, `close` screenshots every tab and
+ * prints the console.
+ */
+export function tabRecorder(tmp) {
+  const tabs = {};
+  const pageErrors = [];
+  const consoleFile = path.join(tmp, 'browser-console.log');
+  const consoleLog = createWriteStream(consoleFile); // what the tabs print (a refused reconnect does)
+  return {
+    tabs,
+    pageErrors,
+    async open(name, context, url) {
+      const page = await context.newPage();
+      page.setDefaultTimeout(WAIT_MS);
+      page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
+      page.on('console', (msg) => consoleLog.write(`${name} ${msg.type()}: ${msg.text()}\n`));
+      await page.goto(url);
+      tabs[name] = page;
+      return page;
+    },
+    /** Screenshots of every tab when `failed` (before the browser closes). */
+    async screenshotOnFailure(failed) {
+      if (!failed) return;
+      for (const [name, page] of Object.entries(tabs)) {
+        const file = path.join(tmp, `failure-${name}.png`);
+        await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+        log(`screenshot of ${name} at the failure: ${file}`);
+      }
+    },
+    /** Ends the console log; prints it when `failed`. */
+    async close(failed) {
+      await new Promise((resolve) => consoleLog.end(resolve));
+      if (failed) log(`browser console (${consoleFile}):\n${readFileSync(consoleFile, 'utf8').slice(-4000)}`);
+    },
+  };
+}

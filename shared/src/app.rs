@@ -134,6 +134,7 @@ impl App {
             store.warm_up(),
             registry.warm_up(),
             auth.warm_up(),
+            pusher.warm_up(),
             warm_images,
             warm_ai
         );

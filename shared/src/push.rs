@@ -87,6 +87,20 @@ where
     }
 }
 
+impl ManagementApiPusher {
+    /// Opens the connection to the Management API at cold start, so the first push does not
+    /// pay for the TLS handshake: a `GetConnection` of an id that cannot exist, whose answer
+    /// (410, or 403 without that permission) does not matter.
+    pub async fn warm_up(&self) {
+        let call = self
+            .client
+            .get_connection()
+            .connection_id("warm-up")
+            .send();
+        let _ = tokio::time::timeout(self.timeout, call).await;
+    }
+}
+
 #[async_trait]
 impl Pusher for ManagementApiPusher {
     async fn post(&self, connection: &ConnectionId, frame: &[u8]) -> PushOutcome {

@@ -22,7 +22,7 @@ use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
 use shared::App;
 use shared::auth::Authenticator;
-use shared::config::{AiConfig, AuthConfig, FirestoreConfig, Timeouts};
+use shared::config::{AiConfig, AuthConfig, FirestoreConfig, Timeouts, Timing};
 use shared::push::ManagementApiPusher;
 use shared::registry::dynamo::{DynamoRegistry, create_table};
 use shared::registry::memory::MemoryRegistry;
@@ -75,6 +75,23 @@ pub struct Options {
     /// How long events stay recorded for catch-up, in seconds.
     #[arg(long, env = "EVENT_RETENTION_SECONDS", default_value_t = 24 * 3600)]
     pub retention_secs: u64,
+    /// No request runs longer than this many seconds (requests get the shorter of it, less a
+    /// second, and their route's Lambda timeout): a seq reserved or a generation started
+    /// longer ago by a request that has not finished belongs to a dead one.
+    #[arg(long, env = "WRITER_LEASE_SECONDS", default_value_t = 60)]
+    pub writer_lease_secs: u64,
+    /// How long a product may stay `processing` (set by a PATCH, as n8n does) before it is
+    /// marked `failed`, in seconds.
+    #[arg(long, env = "PROCESSING_TIMEOUT_SECONDS", default_value_t = 15 * 60)]
+    pub processing_timeout_secs: u64,
+    /// How often products stuck in `processing` are looked for, in seconds (the deployed
+    /// sweeper runs every minute).
+    #[arg(long, default_value_t = 30)]
+    pub sweep_interval_secs: u64,
+    /// Push through the Management API at this URL instead of this gateway's own: another
+    /// gateway holds the sockets, as API Gateway does when a function dies (fault tests).
+    #[arg(long)]
+    pub management_url: Option<String>,
     /// AI provider: `offline` (built in: an SVG ad, no network) or `openai` (any
     /// OpenAI-compatible API). Default: `openai` when --ai-base-url or --ai-api-key is given,
     /// else `offline`.
@@ -121,6 +138,23 @@ impl Options {
         options.ai_image_size = None;
         options.ai_timeout_secs = None;
         options
+    }
+
+    /// The consistency timing; the lease may be short here (tests), never zero.
+    pub fn timing(&self) -> Result<Timing, StartError> {
+        let timing = Timing {
+            writer_lease: Duration::from_secs(self.writer_lease_secs),
+            processing_timeout: Duration::from_secs(self.processing_timeout_secs),
+        };
+        if timing.writer_lease < Duration::from_secs(2) {
+            return Err(StartError("--writer-lease-secs must be at least 2".into()));
+        }
+        if timing.processing_timeout < timing.writer_lease {
+            return Err(StartError(
+                "--processing-timeout-secs must be at least --writer-lease-secs".into(),
+            ));
+        }
+        Ok(timing)
     }
 
     /// The AI settings, read by the same rules as a deployed function's, except that the
@@ -181,6 +215,35 @@ pub(crate) struct Gateway {
     pub media: Arc<media::Media>,
 }
 
+impl Gateway {
+    /// The deadline of an invocation of a function whose timeout is `timeout`: never past
+    /// the writer lease, which must outlast every request.
+    pub fn deadline(&self, timeout: Duration) -> tokio::time::Instant {
+        let cap = self
+            .app
+            .timing
+            .writer_lease
+            .saturating_sub(Duration::from_secs(1));
+        tokio::time::Instant::now() + timeout.min(cap)
+    }
+}
+
+/// Looks for products stuck in `processing` every `interval`, as the deployed sweeper
+/// function does on its schedule.
+async fn sweep(app: App, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let deadline = tokio::time::Instant::now() + interval.min(Duration::from_secs(30));
+        if let Err(err) =
+            shared::deadline::scope(deadline, shared::generate::sweep_stuck(&app)).await
+        {
+            tracing::warn!(error = %err, "sweep failed");
+        }
+    }
+}
+
 pub struct Running {
     pub addr: SocketAddr,
     pub app: App,
@@ -200,8 +263,13 @@ fn document_store(
 ) -> Result<Arc<dyn shared::store::DocumentStore>, StartError> {
     let firestore =
         |config: FirestoreConfig| -> Result<Arc<dyn shared::store::DocumentStore>, StartError> {
-            let store = FirestoreStore::new(&config, &options.project_id, http.clone())
-                .map_err(|e| StartError(e.to_string()))?;
+            let store = FirestoreStore::new(
+                &config,
+                &options.project_id,
+                http.clone(),
+                Timeouts::default().request,
+            )
+            .map_err(|e| StartError(e.to_string()))?;
             Ok(Arc::new(store))
         };
     if let Some(host) = &options.firestore_emulator {
@@ -268,6 +336,7 @@ fn local_sdk_config() -> aws_config::SdkConfig {
 
 /// Binds the port and wires the backend; `serve*` then runs it.
 pub async fn start(options: Options) -> Result<Running, StartError> {
+    let timing = options.timing()?;
     let listener = TcpListener::bind((options.host.as_str(), options.port))
         .await
         .map_err(|e| {
@@ -304,6 +373,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
                 client,
                 options.table.clone(),
                 retention,
+                timeouts.request,
             ));
             (registry.clone(), registry)
         }
@@ -330,9 +400,13 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         http,
     ));
     // The functions push through the real Management API client, to this very server.
+    let management_url = options
+        .management_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
     let pusher = Arc::new(ManagementApiPusher::new(
         &sdk,
-        &format!("http://{addr}"),
+        &management_url,
         timeouts.push,
     ));
     let media = Arc::new(media::Media::new(
@@ -348,6 +422,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         events,
         pusher,
         auth,
+        timing,
         cors_allowed_origins: vec!["*".to_owned()].into(),
         ai: Some(ai),
         images: Some(media.store()),
@@ -468,13 +543,17 @@ impl Running {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let interval = Duration::from_secs(self.options.sweep_interval_secs.max(1));
+        let sweeper = tokio::spawn(sweep(self.app.clone(), interval));
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        sweeper.abort();
+        served
     }
 
     pub async fn serve_until_ctrl_c(self) -> std::io::Result<()> {

@@ -62,7 +62,8 @@ pub(crate) async fn api(
         query,
         body,
     };
-    into_response(dispatch(&gw.app, route, request).await)
+    let deadline = gw.deadline(route.timeout());
+    into_response(shared::deadline::scope(deadline, dispatch(&gw.app, route, request)).await)
 }
 
 /// `GET /dev/token?uid=alice`: an emulator token for that user (local mode only).

@@ -166,7 +166,9 @@ pub(crate) async fn upgrade(
     let Some(connect) = event(WsRoute::Connect, &id, &ip, &query, &headers, None) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let answer = ws::handle(&gw.app, WsRoute::Connect, connect).await;
+    let deadline = gw.deadline(WsRoute::Connect.timeout());
+    let answer =
+        shared::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Connect, connect)).await;
     if answer.status_code != 200 {
         let status = u16::try_from(answer.status_code)
             .ok()
@@ -228,7 +230,8 @@ async fn run(gw: Gateway, socket: WebSocket, id: String, ip: String) {
                     tokio::spawn(async move {
                         let body = text.to_string();
                         if let Some(e) = event(WsRoute::Default, &id, &ip, &HashMap::new(), &HeaderMap::new(), Some(&body)) {
-                            ws::handle(&gw.app, WsRoute::Default, e).await;
+                            let deadline = gw.deadline(WsRoute::Default.timeout());
+                            shared::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Default, e)).await;
                         }
                     });
                 }
@@ -277,7 +280,8 @@ async fn run(gw: Gateway, socket: WebSocket, id: String, ip: String) {
         &HeaderMap::new(),
         None,
     ) {
-        ws::handle(&gw.app, WsRoute::Disconnect, e).await;
+        let deadline = gw.deadline(WsRoute::Disconnect.timeout());
+        shared::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Disconnect, e)).await;
     }
 }
 

@@ -7,7 +7,7 @@ use crate::ai::AiProvider;
 use crate::ai::offline::OfflineProvider;
 use crate::ai::openai::OpenAiProvider;
 use crate::auth::Authenticator;
-use crate::config::{AiConfig, Config, ConfigError};
+use crate::config::{AiConfig, Config, ConfigError, Timing};
 use crate::images::ImageStore;
 use crate::images::gcs::CloudStorage;
 use crate::push::{ManagementApiPusher, Pusher};
@@ -26,6 +26,7 @@ pub struct App {
     pub events: Arc<dyn EventLog>,
     pub pusher: Arc<dyn Pusher>,
     pub auth: Arc<Authenticator>,
+    pub timing: Timing,
     /// Origins allowed by CORS; `*` allows any.
     pub cors_allowed_origins: Arc<[String]>,
     /// The AI provider of ad generation; `None` in functions that do not generate.
@@ -82,11 +83,13 @@ impl App {
             aws_sdk_dynamodb::Client::from_conf(dynamo.build()),
             config.dynamodb.table.clone(),
             config.event_retention,
+            config.timeouts.request,
         ));
         let store = Arc::new(FirestoreStore::new(
             &config.firestore,
             &config.project_id,
             http.clone(),
+            config.timeouts.request,
         )?);
         let auth = Arc::new(Authenticator::new(
             config.auth.clone(),
@@ -145,6 +148,7 @@ impl App {
             events: registry,
             pusher,
             auth,
+            timing: config.timing,
             cors_allowed_origins: config.cors_allowed_origins.into(),
             ai,
             images: images.map(|i| i as Arc<dyn ImageStore>),

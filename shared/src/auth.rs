@@ -502,6 +502,9 @@ impl Authenticator {
         let mut response = self
             .http
             .get(url)
+            .timeout(crate::deadline::budget(
+                crate::config::Timeouts::default().request,
+            ))
             .send()
             .await
             .map_err(|e| format!("fetching signing keys from {url}: {e}"))?;

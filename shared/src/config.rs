@@ -41,6 +41,7 @@ pub struct Config {
     /// Origins allowed by CORS; `*` allows any.
     pub cors_allowed_origins: Vec<String>,
     pub timeouts: Timeouts,
+    pub timing: Timing,
     /// The AI provider of `POST /ai/generate-ad-image`; `None` when no `AI_*` setting is
     /// given (only that function needs one, and it refuses to start without it).
     pub ai: Option<AiConfig>,
@@ -136,6 +137,32 @@ impl Default for Timeouts {
     }
 }
 
+/// How long the consistency machinery waits for work that may still be under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// No invocation runs longer than this (`WRITER_LEASE_SECONDS`): a seq reserved, or a
+    /// generation lock taken, this long ago by a writer that has not finished belongs to a
+    /// dead writer. It must exceed every function's timeout (the longest is 29 s) plus the
+    /// clock differences between functions.
+    pub writer_lease: Duration,
+    /// How long a product set `processing` by a client or a service (n8n) may stay so before
+    /// the sweeper marks it `failed` (`PROCESSING_TIMEOUT_SECONDS`).
+    pub processing_timeout: Duration,
+}
+
+/// The shortest writer lease accepted in a deployed function: the longest function
+/// timeout (29 s) plus room for clock differences.
+pub const MIN_WRITER_LEASE: Duration = Duration::from_secs(40);
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            writer_lease: Duration::from_secs(60),
+            processing_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
@@ -226,6 +253,25 @@ impl Config {
                 })
                 .transpose()
         };
+        let defaults = Timing::default();
+        let timing = Timing {
+            writer_lease: positive("WRITER_LEASE_SECONDS")?
+                .map_or(defaults.writer_lease, Duration::from_secs),
+            processing_timeout: positive("PROCESSING_TIMEOUT_SECONDS")?
+                .map_or(defaults.processing_timeout, Duration::from_secs),
+        };
+        if timing.writer_lease < MIN_WRITER_LEASE {
+            return Err(ConfigError(format!(
+                "WRITER_LEASE_SECONDS must be at least {} (longer than any function runs)",
+                MIN_WRITER_LEASE.as_secs()
+            )));
+        }
+        if timing.processing_timeout < timing.writer_lease {
+            return Err(ConfigError(
+                "PROCESSING_TIMEOUT_SECONDS must be at least WRITER_LEASE_SECONDS".into(),
+            ));
+        }
+
         let event_retention = match (
             positive("EVENT_RETENTION_SECONDS")?,
             positive("EVENT_RETENTION_HOURS")?,
@@ -271,6 +317,7 @@ impl Config {
             event_retention,
             cors_allowed_origins,
             timeouts: Timeouts::default(),
+            timing,
             ai: AiConfig::from_settings(s, None)?,
             storage,
         })
@@ -424,6 +471,21 @@ mod tests {
         let mut s = base();
         s.insert("EVENT_RETENTION_HOURS".into(), "0".into());
         assert!(Config::from_settings(&s).is_err());
+
+        for (key, value) in [
+            ("WRITER_LEASE_SECONDS", "10"),
+            ("PROCESSING_TIMEOUT_SECONDS", "45"),
+        ] {
+            let mut s = base();
+            s.insert(key.into(), value.into());
+            assert!(Config::from_settings(&s).is_err(), "{key}={value}");
+        }
+        let mut s = base();
+        s.insert("WRITER_LEASE_SECONDS".into(), "45".into());
+        s.insert("PROCESSING_TIMEOUT_SECONDS".into(), "120".into());
+        let timing = Config::from_settings(&s).unwrap().timing;
+        assert_eq!(timing.writer_lease, Duration::from_secs(45));
+        assert_eq!(timing.processing_timeout, Duration::from_secs(120));
     }
 
     #[test]

@@ -17,8 +17,44 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// Longest URL field.
 pub const MAX_URL_LEN: usize = 2048;
 
-/// Product `status` values; `draft` is the default.
-pub const STATUSES: [&str; 4] = ["draft", "processing", "enriched", "failed"];
+/// A product's `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProductStatus {
+    /// The default.
+    Draft,
+    /// An ad is being made (by generation, or by a service such as n8n); it carries a
+    /// `processingUntil` deadline, past which the sweeper marks it `failed`.
+    Processing,
+    /// The ad image and caption are there.
+    Enriched,
+    /// Making the ad failed; `error` says why.
+    Failed,
+}
+
+impl ProductStatus {
+    pub const ALL: [Self; 4] = [Self::Draft, Self::Processing, Self::Enriched, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Processing => "processing",
+            Self::Enriched => "enriched",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// The status of a stored product (`draft` when it has none).
+    pub fn of(fields: &Fields) -> Option<Self> {
+        match fields.get("status") {
+            None => Some(Self::Draft),
+            Some(value) => value.as_str().and_then(Self::parse),
+        }
+    }
+}
 
 /// What a field holds, with its limits.
 #[derive(Clone, Copy, Debug)]
@@ -31,7 +67,7 @@ pub enum Kind {
     Number { min: f64, max: f64 },
     /// An ISO 4217 code: three capital letters.
     Currency,
-    /// One of [`STATUSES`].
+    /// A [`ProductStatus`].
     Status,
     /// Up to `max` colours as `#RRGGBB`.
     Colors { max: usize },
@@ -113,9 +149,16 @@ impl Resource {
     /// Fields only the server sets.
     pub fn server_fields(self) -> &'static [&'static str] {
         match self {
-            Self::User => &["uid", "email", "createdAt", "updatedAt"],
-            Self::Business => &["id", "createdAt", "updatedAt"],
-            Self::Product => &["id", "businessId", "createdAt", "updatedAt"],
+            Self::User => &["uid", "email", "createdAt", "updatedAt", "version"],
+            Self::Business => &["id", "createdAt", "updatedAt", "version"],
+            Self::Product => &[
+                "id",
+                "businessId",
+                "createdAt",
+                "updatedAt",
+                "processingUntil",
+                "version",
+            ],
         }
     }
 
@@ -260,8 +303,11 @@ fn check(spec: &FieldSpec, value: &Value) -> Result<(), AppError> {
             _ => return bad("must be a three-letter currency code such as USD".into()),
         },
         Kind::Status => match value.as_str() {
-            Some(s) if STATUSES.contains(&s) => {}
-            _ => return bad(format!("must be one of {}", STATUSES.join(", "))),
+            Some(s) if ProductStatus::parse(s).is_some() => {}
+            _ => {
+                let names: Vec<&str> = ProductStatus::ALL.map(ProductStatus::as_str).to_vec();
+                return bad(format!("must be one of {}", names.join(", ")));
+            }
         },
         Kind::Colors { max } => {
             let ok = value.as_array().is_some_and(|a| {
@@ -379,7 +425,9 @@ pub fn fields_markdown() -> String {
                 Kind::Currency => "ISO 4217 code (`USD`)".into(),
                 Kind::Status => format!(
                     "one of {} (default `draft`)",
-                    STATUSES.map(|s| format!("`{s}`")).join(", ")
+                    ProductStatus::ALL
+                        .map(|s| format!("`{}`", s.as_str()))
+                        .join(", ")
                 ),
                 Kind::Colors { max } => format!("list of at most {max} `#RRGGBB` colours"),
                 Kind::Tags { max, len } => {

@@ -29,6 +29,10 @@ pub enum AppError {
     /// An upstream (AI provider) did not answer in time.
     #[error("{0}")]
     GatewayTimeout(String),
+    /// The request could not be finished within the function's time; it may or may not
+    /// have taken effect (the events tell).
+    #[error("{0}")]
+    Unavailable(String),
     /// Our own dependency (Firestore, DynamoDB) failed; the detail is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -52,6 +56,7 @@ impl AppError {
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,6 +75,7 @@ impl AppError {
             Self::TooManyRequests(_) => "too_many_requests",
             Self::BadGateway(_) => "bad_gateway",
             Self::GatewayTimeout(_) => "gateway_timeout",
+            Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
     }

@@ -2,47 +2,38 @@
 //! image and a caption, the image is stored, and the product goes `enriched` (or `failed`
 //! with an `error`), each step pushed as `product:updated`.
 //!
-//! One generation per product at a time, decided by Firestore without a read: the first
-//! commit creates the lock document `.../products/{id}/locks/generation` (a second request
-//! fails that create: 409) and sets `processing` on the product (a missing product fails
-//! that update: 404), atomically. The last commit writes the result and deletes the lock.
+//! The product's own `status` is the lock, taken without an extra read: the product is read
+//! first (the prompt needs it anyway), a product already `processing` is refused (409), and
+//! the `processing` write carries the version that read returned as its precondition, so of
+//! two generations started at once only one gets through (the other one's write finds the
+//! version changed: 409). It does not matter how the product became `processing` (another
+//! generation, a PATCH from n8n, a create): it is refused until its `processingUntil` has
+//! passed. A generation sets `processingUntil` to the writer lease, which outlasts the
+//! function's timeout; [`sweep_stuck`] marks any product still `processing` past its
+//! `processingUntil` as `failed`, so none stays stuck.
 //!
-//! A function that dies mid-way leaves its lock behind. The lock carries `expiresAt`, a
-//! lease ([`LOCK_LEASE`]) longer than the function can run, so an expired lock's holder is
-//! certainly gone. A request that meets an expired lock takes it over in one commit that also
-//! creates `locks/takeover-{old token}`: of two requests taking over the same lock, only one
-//! can create that marker, so the takeover is as exclusive as the first lock. The markers
-//! stay (one small document per crash), so a late taker of an old lock still loses.
-//!
-//! Cost of a generation: 2 writes (the two commits) and 1 read (the product, after the
-//! lock, to build the prompt). A conflict costs the failed commit plus 1 read of the lock.
+//! Cost of a generation: 1 read (the product) and 2 writes (`processing`, then the result).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use crate::ai::{AdRequest, AiProvider};
 use crate::app::App;
 use crate::auth::Principal;
-use crate::domain::{self, Patch};
+use crate::domain::{self, Patch, ProductStatus};
 use crate::error::AppError;
-use crate::events;
-use crate::handlers::{changes, store_error};
+use crate::events::{self, Outbox};
+use crate::handlers::{changes, processing_until, store_error};
 use crate::ids::{BusinessId, ProductId, Uid};
 use crate::images::{ImageStore, ObjectName};
-use crate::store::{DocPath, Fields, StoreError, Write};
+use crate::store::{DocPath, Document, Fields, Precondition, StoreError, Write};
 
 /// Longest `prompt`, in characters.
 pub const MAX_PROMPT_CHARS: usize = 1000;
-/// How long a generation lock holds. It must exceed the generation function's timeout
-/// (`template.yaml`), so that a lock is only ever taken over from a function that is gone.
-pub const LOCK_LEASE: Duration = Duration::from_secs(120);
 /// Longest `error` stored on a failed product (the field's limit).
 const MAX_ERROR_CHARS: usize = 1000;
-const LOCKS: &str = "locks";
-const GENERATION_LOCK: &str = "generation";
 
 /// A validated request body: `{businessId, productId, prompt?}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,71 +83,49 @@ impl GenerateRequest {
     }
 }
 
-/// The product a generation works on, and its lock.
+/// The product a generation works on.
 struct Target<'a> {
     uid: &'a Uid,
     business: &'a BusinessId,
     product: &'a ProductId,
     path: DocPath,
-    lock: DocPath,
 }
 
 impl Target<'_> {
-    /// An update of the product (plus `updatedAt`) and the payload of its event.
-    fn update(&self, set: Fields, clear: &[&str]) -> (Write, Value) {
-        let now = domain::now_timestamp();
-        let mut mask: Vec<String> = set.keys().cloned().collect();
-        mask.extend(clear.iter().map(|c| (*c).to_owned()));
-        let patch = Patch { set, mask };
-        let ids = [
+    fn ids(&self) -> [(&str, &str); 2] {
+        [
             ("id", self.product.as_str()),
             ("businessId", self.business.as_str()),
-        ];
-        let event = changes(&patch, &ids, &now);
-        let Patch { mut set, mut mask } = patch;
-        set.insert("updatedAt".into(), json!(now));
-        mask.push("updatedAt".into());
-        let write = Write::Update {
-            path: self.path.clone(),
-            fields: set,
-            mask,
-        };
-        (write, event)
+        ]
     }
 }
 
-fn status(value: &str) -> Fields {
-    let mut set = Fields::new();
-    set.insert("status".into(), json!(value));
-    set
+/// A patch that sets `status` (with the fields `set`) and clears `clear`.
+fn status_patch(status: ProductStatus, mut set: Fields, clear: &[&str]) -> Patch {
+    set.insert("status".into(), json!(status.as_str()));
+    let mut mask: Vec<String> = set.keys().cloned().collect();
+    mask.extend(clear.iter().map(|c| (*c).to_owned()));
+    Patch { set, mask }
 }
 
-/// A random lock token: 20 letters and digits.
-fn lock_token() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..20)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
-}
-
-fn lock_fields(token: &str, taken_over: Option<&str>) -> Fields {
-    let now = Utc::now();
-    let lease = chrono::Duration::from_std(LOCK_LEASE).unwrap_or_default();
-    let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut lock = Fields::new();
-    lock.insert("token".into(), json!(token));
-    lock.insert("startedAt".into(), json!(stamp(now)));
-    lock.insert("expiresAt".into(), json!(stamp(now + lease)));
-    if let Some(old) = taken_over {
-        lock.insert("takenOverFrom".into(), json!(old));
-    }
-    lock
+/// When a `processing` product's deadline passes: its `processingUntil`, or, for a product
+/// that has none (set before this field existed), its `updatedAt` plus `timeout`.
+fn processing_deadline(product: &Fields, timeout: std::time::Duration) -> Option<DateTime<Utc>> {
+    let parse = |name: &str| {
+        product
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    parse("processingUntil").or_else(|| {
+        parse("updatedAt").map(|t| t + chrono::Duration::from_std(timeout).unwrap_or_default())
+    })
 }
 
 /// `POST /ai/generate-ad-image`: the final product (200), or the provider's error mapped to
 /// 502/504 once the product is marked `failed`; 404 for a missing product (no event), 409
-/// while another generation of it runs.
+/// while the product is `processing`.
 pub async fn generate_ad_image(
     app: &App,
     who: &Principal,
@@ -168,17 +137,15 @@ pub async fn generate_ad_image(
         .images
         .as_deref()
         .ok_or_else(|| missing("image store (STORAGE_BUCKET)"))?;
-    let path = DocPath::product(who.uid(), &request.business, &request.product);
     let target = Target {
         uid: who.uid(),
         business: &request.business,
         product: &request.product,
-        lock: path.child(LOCKS, GENERATION_LOCK),
-        path,
+        path: DocPath::product(who.uid(), &request.business, &request.product),
     };
     let started = Instant::now();
-    take_lock(app, &target).await?;
-    let made = make(app, ai, images, &target, request.prompt.as_deref()).await;
+    let product = take(app, &target).await?;
+    let made = make(ai, images, &target, &product, request.prompt.as_deref()).await;
     let result = match made {
         Ok(made) => finish(app, images, &target, made).await,
         Err(err) => fail(app, &target, err).await,
@@ -196,223 +163,269 @@ pub async fn generate_ad_image(
     result
 }
 
-/// Creates the lock and sets `processing` in one commit (or takes over an expired lock),
-/// then pushes the `processing` event.
-async fn take_lock(app: &App, t: &Target<'_>) -> Result<(), AppError> {
-    let (processing, event) = t.update(status("processing"), &["error"]);
-    let acquire = |processing: Write| {
-        vec![
-            Write::Create {
-                path: t.lock.clone(),
-                fields: lock_fields(&lock_token(), None),
-            },
-            processing,
-        ]
-    };
-    match app.store.commit(acquire(processing.clone())).await {
-        Ok(()) => {}
-        Err(StoreError::AlreadyExists(_)) => match app.store.get(&t.lock).await {
-            Ok(Some(lock)) => take_over(app, t, &lock, processing).await?,
-            // Released between the commit and the read: one more try.
-            Ok(None) => app
-                .store
-                .commit(acquire(processing))
-                .await
-                .map_err(lock_error)?,
-            Err(e) => return Err(store_error(e, "product")),
-        },
-        Err(e) => return Err(lock_error(e)),
-    }
-    events::publish(app, t.uid, events::PRODUCT_UPDATED, event).await;
-    Ok(())
-}
-
-fn lock_error(err: StoreError) -> AppError {
-    match err {
-        StoreError::AlreadyExists(_) => busy(),
-        other => store_error(other, "product"),
-    }
-}
-
 fn busy() -> AppError {
-    AppError::Conflict("an ad is already being generated for this product".into())
+    AppError::Conflict("an ad is already being made for this product".into())
 }
 
-/// Takes over `lock` if its lease has run out; 409 otherwise.
-async fn take_over(
-    app: &App,
-    t: &Target<'_>,
-    lock: &Fields,
-    processing: Write,
-) -> Result<(), AppError> {
-    let expires_at = lock
-        .get("expiresAt")
-        .and_then(Value::as_str)
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
-    if expires_at.is_some_and(|at| at > Utc::now()) {
+/// Reads the product and sets it `processing` if it is not already: the write carries the
+/// version read as its precondition. Pushes the `processing` event; returns the product as
+/// read (for the prompt).
+async fn take(app: &App, t: &Target<'_>) -> Result<Fields, AppError> {
+    let Document { fields, version } = app
+        .store
+        .get(&t.path)
+        .await
+        .map_err(|e| store_error(e, "product"))?
+        .ok_or_else(|| AppError::NotFound("product not found".into()))?;
+    if ProductStatus::of(&fields) == Some(ProductStatus::Processing)
+        && processing_deadline(&fields, app.timing.processing_timeout)
+            .is_some_and(|deadline| deadline > Utc::now())
+    {
         return Err(busy());
     }
-    // An unreadable lock is treated as expired; its marker is then shared by every such lock
-    // of this product, which only makes a second takeover of it a 409.
-    let old = lock
-        .get("token")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .unwrap_or("unknown");
-    let new_lock = lock_fields(&lock_token(), Some(old));
-    let mut marker = Fields::new();
-    marker.insert("takenOverAt".into(), json!(domain::now_timestamp()));
-    let writes = vec![
-        Write::Create {
-            path: t.path.child(LOCKS, &format!("takeover-{old}")),
-            fields: marker,
+    let mut set = Fields::new();
+    set.insert(
+        "processingUntil".into(),
+        json!(processing_until(app.timing.writer_lease)),
+    );
+    set.insert("updatedAt".into(), json!(domain::now_timestamp()));
+    let patch = status_patch(ProductStatus::Processing, set, &["error"]);
+    let outbox = Outbox::open(app, t.uid).await?;
+    let write = Write::Update {
+        path: t.path.clone(),
+        fields: patch.set.clone(),
+        mask: patch.mask.clone(),
+        precondition: Precondition::At(version),
+    };
+    let written = match app.store.commit(vec![write]).await {
+        Ok(versions) => match versions.into_iter().next().flatten() {
+            Some(version) => {
+                let mut doc = Document { fields, version };
+                for name in &patch.mask {
+                    match patch.set.get(name) {
+                        Some(value) => doc.fields.insert(name.clone(), value.clone()),
+                        None => doc.fields.remove(name),
+                    };
+                }
+                let event = changes(&patch, &t.ids(), &doc);
+                Ok((doc.fields, events::PRODUCT_UPDATED, event))
+            }
+            None => Err(StoreError::Indeterminate(
+                "the commit returned no version".into(),
+            )),
         },
-        Write::Update {
-            path: t.lock.clone(),
-            mask: new_lock.keys().cloned().collect(),
-            fields: new_lock,
-        },
-        processing,
-    ];
-    app.store.commit(writes).await.map_err(lock_error)?;
-    tracing::warn!(product = %t.product, "took over an expired generation lock");
-    Ok(())
+        Err(err) => Err(err),
+    };
+    match outbox.finish(written).await {
+        Ok(product) => Ok(product),
+        // Someone changed the product since it was read: most likely another generation.
+        Err(StoreError::PreconditionFailed(_)) => Err(busy()),
+        Err(err) => Err(store_error(err, "product")),
+    }
 }
 
-/// What a successful provider call left: the product as read, and the stored image.
+/// What a successful provider call left: the caption and the stored image.
 struct Made {
-    product: Fields,
     caption: String,
     url: String,
     object: ObjectName,
 }
 
-/// Reads the product, asks the provider, stores the image.
+/// Asks the provider, stores the image.
 async fn make(
-    app: &App,
     ai: &dyn AiProvider,
     images: &dyn ImageStore,
     t: &Target<'_>,
+    product: &Fields,
     prompt: Option<&str>,
 ) -> Result<Made, AppError> {
-    let product = app
-        .store
-        .get(&t.path)
-        .await
-        .map_err(|e| store_error(e, "product"))?
-        .ok_or_else(deleted)?;
-    let creative = ai
-        .generate(AdRequest {
-            product: &product,
-            prompt,
-        })
-        .await?;
+    let creative = ai.generate(AdRequest { product, prompt }).await?;
     let object = ObjectName::new(t.uid, t.product, creative.image.kind);
     let url = images.put(&object, &creative.image).await?;
     Ok(Made {
-        product,
         caption: creative.caption,
         url,
         object,
     })
 }
 
+/// Writes `patch` (plus `updatedAt`) to the product and pushes its event; the product as
+/// stored.
+async fn conclude(app: &App, t: &Target<'_>, patch: Patch) -> Result<Document, StoreError> {
+    let mut patch = patch;
+    patch
+        .set
+        .insert("updatedAt".into(), json!(domain::now_timestamp()));
+    patch.mask.push("updatedAt".into());
+    let outbox = Outbox::open(app, t.uid)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let written = app
+        .store
+        .update(&t.path, patch.set.clone(), &patch.mask)
+        .await
+        .map(|doc| {
+            let event = changes(&patch, &t.ids(), &doc);
+            (doc, events::PRODUCT_UPDATED, event)
+        });
+    outbox.finish(written).await
+}
+
 fn deleted() -> AppError {
     AppError::NotFound("the product was deleted during generation".into())
 }
 
-/// Sets `enriched` and releases the lock in one commit; pushes the event.
+/// Sets `enriched` with the image and caption; pushes the event.
 async fn finish(
     app: &App,
     images: &dyn ImageStore,
     t: &Target<'_>,
     made: Made,
 ) -> Result<Value, AppError> {
-    let mut set = status("enriched");
+    let mut set = Fields::new();
     set.insert("generatedImageUrl".into(), json!(made.url));
     set.insert("caption".into(), json!(made.caption));
-    let (write, event) = t.update(set, &["error"]);
-    let mut doc = made.product;
-    if let Write::Update { fields, .. } = &write {
-        doc.extend(fields.clone());
-    }
-    doc.remove("error");
-    match release(app, t, write).await {
-        Ok(Some(stored)) => doc = stored,
-        Ok(None) => {}
-        Err(err) => {
-            if matches!(err, AppError::NotFound(_)) {
-                if let Err(e) = images.delete(&made.object).await {
-                    tracing::warn!(object = made.object.as_str(), error = %e, "orphan image not deleted");
-                }
+    let patch = status_patch(ProductStatus::Enriched, set, &["error", "processingUntil"]);
+    match conclude(app, t, patch).await {
+        Ok(doc) => Ok(doc.to_json()),
+        Err(StoreError::NotFound(_)) => {
+            if let Err(e) = images.delete(&made.object).await {
+                tracing::warn!(object = made.object.as_str(), error = %e, "orphan image not deleted");
             }
-            return Err(err);
+            Err(deleted())
         }
+        Err(err) => Err(store_error(err, "product")),
     }
-    events::publish(app, t.uid, events::PRODUCT_UPDATED, event).await;
-    Ok(Value::Object(doc))
 }
 
-/// Sets `failed` with the error's message and releases the lock; pushes the event; returns
-/// the error.
+/// Sets `failed` with the error's message; pushes the event; returns the error.
 async fn fail(app: &App, t: &Target<'_>, err: AppError) -> Result<Value, AppError> {
     let message = match &err {
         // Our own dependencies' details stay in the logs.
         AppError::Internal(_) => "the ad could not be made (internal error); try again".to_owned(),
         other => other.to_string(),
     };
-    let mut set = status("failed");
+    let mut set = Fields::new();
     set.insert(
         "error".into(),
         json!(crate::ai::truncate(&message, MAX_ERROR_CHARS)),
     );
-    let (write, event) = t.update(set, &[]);
-    match release(app, t, write).await {
-        Ok(_) => events::publish(app, t.uid, events::PRODUCT_UPDATED, event).await,
-        Err(release_err) => {
-            tracing::error!(product = %t.product, error = %release_err, "failed generation not recorded");
-            return Err(if matches!(release_err, AppError::NotFound(_)) {
-                release_err
-            } else {
-                err
-            });
+    let patch = status_patch(ProductStatus::Failed, set, &["processingUntil"]);
+    match conclude(app, t, patch).await {
+        Ok(_) => Err(err),
+        Err(StoreError::NotFound(_)) => Err(deleted()),
+        Err(store_err) => {
+            // The sweeper marks it failed once its processingUntil passes.
+            tracing::error!(product = %t.product, error = %store_err, "failed generation not recorded");
+            Err(err)
         }
-    };
-    Err(err)
+    }
 }
 
-/// Applies `update` to the product and deletes the lock, in one commit. `Ok(None)`: done as
-/// planned. When that commit finds something missing, the update alone tells what: if it
-/// works, the lock was gone and the stored document is returned; if not, the product was
-/// deleted during the generation (404) and its lock is removed on a best-effort basis.
-async fn release(app: &App, t: &Target<'_>, update: Write) -> Result<Option<Fields>, AppError> {
-    let writes = vec![
-        update.clone(),
-        Write::Delete {
-            path: t.lock.clone(),
-        },
-    ];
-    match app.store.commit(writes).await {
-        Ok(()) => Ok(None),
-        Err(StoreError::NotFound(_)) => {
-            let Write::Update { path, fields, mask } = update else {
-                return Err(AppError::internal(
-                    "generation",
-                    "release without an update",
-                ));
-            };
-            match app.store.update(&path, fields, &mask).await {
-                Ok(doc) => Ok(Some(doc)),
-                Err(StoreError::NotFound(_)) => {
-                    if let Err(e) = app.store.delete(&t.lock).await {
-                        tracing::warn!(product = %t.product, error = %e, "lock of a deleted product left");
-                    }
-                    Err(deleted())
-                }
-                Err(e) => Err(store_error(e, "product")),
-            }
+/// What one sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Products found `processing`.
+    pub processing: usize,
+    /// Of those, the ones past their deadline, marked `failed`.
+    pub failed: usize,
+}
+
+/// Marks every product still `processing` past its `processingUntil` as `failed`, with its
+/// event: its job died (a generation whose function was killed, an n8n run that never
+/// reported back). One collection-group query; each write carries the version it read, so a
+/// job finishing at the same moment wins.
+pub async fn sweep_stuck(app: &App) -> Result<Sweep, AppError> {
+    let found = app
+        .store
+        .find_in_group("products", "status", ProductStatus::Processing.as_str())
+        .await
+        .map_err(|e| store_error(e, "products"))?;
+    let mut sweep = Sweep {
+        processing: found.len(),
+        failed: 0,
+    };
+    let now = Utc::now();
+    for (path, doc) in found {
+        let overdue = processing_deadline(&doc.fields, app.timing.processing_timeout)
+            .is_none_or(|deadline| deadline <= now);
+        if !overdue {
+            continue;
         }
-        Err(e) => Err(store_error(e, "product")),
+        let ids = (|| {
+            let uid = Uid::parse(path.segment_after("users")?).ok()?;
+            let business = BusinessId::parse(path.segment_after("businesses")?).ok()?;
+            let product = ProductId::parse(path.segment_after("products")?).ok()?;
+            Some((uid, business, product))
+        })();
+        let Some((uid, business, product)) = ids else {
+            tracing::warn!(
+                path = path.as_str(),
+                "a product outside the user tree; skipped"
+            );
+            continue;
+        };
+        if mark_failed(app, &uid, &business, &product, doc).await? {
+            sweep.failed += 1;
+        }
+    }
+    if sweep.processing > 0 {
+        tracing::info!(
+            processing = sweep.processing,
+            failed = sweep.failed,
+            "sweep"
+        );
+    }
+    Ok(sweep)
+}
+
+/// Sets one overdue product `failed`, if it is still at the version the sweep read.
+async fn mark_failed(
+    app: &App,
+    uid: &Uid,
+    business: &BusinessId,
+    product: &ProductId,
+    doc: Document,
+) -> Result<bool, AppError> {
+    let mut set = Fields::new();
+    set.insert(
+        "error".into(),
+        json!("the ad was not finished in time; try again"),
+    );
+    set.insert("updatedAt".into(), json!(domain::now_timestamp()));
+    let patch = status_patch(ProductStatus::Failed, set, &["processingUntil"]);
+    let path = DocPath::product(uid, business, product);
+    let outbox = Outbox::open(app, uid).await?;
+    let write = Write::Update {
+        path,
+        fields: patch.set.clone(),
+        mask: patch.mask.clone(),
+        precondition: Precondition::At(doc.version),
+    };
+    let written = match app.store.commit(vec![write]).await {
+        Ok(versions) => match versions.into_iter().next().flatten() {
+            Some(version) => {
+                let ids = [("id", product.as_str()), ("businessId", business.as_str())];
+                let mut fields = doc.fields;
+                fields.extend(patch.set.clone());
+                fields.remove("processingUntil");
+                let event = changes(&patch, &ids, &Document { fields, version });
+                Ok(((), events::PRODUCT_UPDATED, event))
+            }
+            None => Err(StoreError::Indeterminate(
+                "the commit returned no version".into(),
+            )),
+        },
+        Err(err) => Err(err),
+    };
+    match outbox.finish(written).await {
+        Ok(()) => {
+            tracing::warn!(%uid, product = %product, "a stuck product was marked failed");
+            Ok(true)
+        }
+        // It changed or went away since the query: its job (or its owner) got there first.
+        Err(StoreError::PreconditionFailed(_) | StoreError::NotFound(_)) => Ok(false),
+        Err(err) => Err(store_error(err, "product")),
     }
 }
 
@@ -457,12 +470,22 @@ mod tests {
     }
 
     #[test]
-    fn the_lease_outlasts_api_gateway() {
-        assert!(LOCK_LEASE > Duration::from_secs(29));
-        let lock = lock_fields("tok", Some("old"));
-        let at = |k: &str| DateTime::parse_from_rfc3339(lock[k].as_str().unwrap()).unwrap();
-        assert_eq!((at("expiresAt") - at("startedAt")).num_seconds(), 120);
-        assert_eq!(lock["takenOverFrom"], "old");
-        assert_eq!(lock_token().len(), 20);
+    fn the_deadline_of_a_processing_product() {
+        let fields = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let timeout = std::time::Duration::from_secs(600);
+        let until = processing_deadline(
+            &fields(
+                json!({"processingUntil": "2026-01-01T00:00:10Z", "updatedAt": "2026-01-01T00:00:00Z"}),
+            ),
+            timeout,
+        );
+        assert_eq!(until.unwrap().timestamp(), 1_767_225_610);
+        // A product set processing before the field existed: its last update plus the timeout.
+        let legacy = processing_deadline(
+            &fields(json!({"updatedAt": "2026-01-01T00:00:00Z"})),
+            timeout,
+        );
+        assert_eq!(legacy.unwrap().timestamp(), 1_767_225_600 + 600);
+        assert_eq!(processing_deadline(&Fields::new(), timeout), None);
     }
 }

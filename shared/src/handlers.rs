@@ -1,5 +1,8 @@
 //! The REST handlers. They know nothing of Lambda or HTTP: a caller, parsed input, and a
-//! result. Each mutation is one Firestore write and no read, then one event.
+//! result. Each mutation reserves its event's seq, makes one Firestore write and no read
+//! (a product create reads its business), then records and pushes the event.
+
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
@@ -7,14 +10,17 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::domain::{self, Resource};
 use crate::error::AppError;
-use crate::events::{self, CONTROL_EVENTS};
+use crate::events::{self, CONTROL_EVENTS, Outbox, replay};
 use crate::ids::{BusinessId, ProductId, Uid};
 use crate::images::{Image, ObjectName};
 use crate::registry::RegistryError;
-use crate::store::{CollectionPath, DocPath, Fields, StoreError, Write};
+use crate::store::{CollectionPath, DocPath, Document, Fields, StoreError};
 
 /// Most events `GET /events` returns in one page.
 pub const MAX_EVENTS_PAGE: usize = 500;
+/// Most bytes of events `GET /events` returns in one page, well inside Lambda's 6 MB
+/// response limit.
+pub const MAX_EVENTS_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 impl From<RegistryError> for AppError {
     fn from(err: RegistryError) -> Self {
@@ -29,32 +35,43 @@ pub(crate) fn store_error(err: StoreError, missing: &str) -> AppError {
         StoreError::AlreadyExists(path) => {
             AppError::Conflict(format!("document already exists: {path}"))
         }
-        StoreError::Unavailable(why) => AppError::internal("document store", why),
+        StoreError::PreconditionFailed(_) => {
+            AppError::Conflict(format!("the {missing} changed meanwhile; try again"))
+        }
+        StoreError::Unavailable(why) | StoreError::Indeterminate(why) => {
+            AppError::internal("document store", why)
+        }
     }
 }
 
-fn by_created_at(mut docs: Vec<Fields>) -> Vec<Fields> {
+/// Documents as clients see them, oldest first.
+fn by_created_at(mut docs: Vec<Document>) -> Vec<Value> {
     docs.sort_by(|a, b| {
-        let key = |d: &Fields| {
+        let key = |d: &Document| {
             (
-                d.get("createdAt")
+                d.fields
+                    .get("createdAt")
                     .and_then(Value::as_str)
                     .map(str::to_owned),
-                d.get("id").and_then(Value::as_str).map(str::to_owned),
+                d.fields
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             )
         };
         key(a).cmp(&key(b))
     });
-    docs
+    docs.iter().map(Document::to_json).collect()
 }
 
-/// `POST /auth/login`: the user's whole state and current `seq`, creating `users/{uid}`
-/// from the token's claims on first login.
+/// `POST /auth/login`: the user's whole state and the `seq` to resume from, creating
+/// `users/{uid}` from the token's claims on first login.
 pub async fn login(app: &App, who: &Principal) -> Result<Value, AppError> {
     let uid = who.uid();
-    // The seq is read before the data: an event recorded after this read is replayed on
-    // resume even if the data already has it (harmless), and none can fall in between.
-    let seq = app.events.head(uid).await?;
+    // The mark is read before the data: every event after it is replayed on resume (those
+    // the data already has are harmless: clients compare versions), and it stays below every
+    // write still in flight, whose commit may land after the data is read.
+    let seq = bootstrap_mark(app, uid).await?;
     let (businesses_path, user_path) = (CollectionPath::businesses(uid), DocPath::user(uid));
     let (user, businesses, products) = tokio::join!(
         get_or_create_user(app, who),
@@ -62,14 +79,34 @@ pub async fn login(app: &App, who: &Principal) -> Result<Value, AppError> {
         app.store.list_descendants(&user_path, "products"),
     );
     Ok(json!({
-        "user": user?,
+        "user": user?.to_json(),
         "businesses": by_created_at(businesses.map_err(|e| store_error(e, "businesses"))?),
         "products": by_created_at(products.map_err(|e| store_error(e, "products"))?),
         "seq": seq,
     }))
 }
 
-async fn get_or_create_user(app: &App, who: &Principal) -> Result<Fields, AppError> {
+/// Entries read per page while looking for the bootstrap mark.
+const BOOTSTRAP_PAGE: usize = 100;
+
+/// Where a fresh bootstrap resumes from: see [`replay::bootstrap_mark`].
+async fn bootstrap_mark(app: &App, uid: &Uid) -> Result<u64, AppError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut entries = Vec::new();
+    let mut before = None;
+    loop {
+        let page = app.events.before(uid, before, BOOTSTRAP_PAGE).await?;
+        before = page.entries.last().map(|e| e.seq);
+        entries.extend(page.entries);
+        let exhausted = !page.has_more;
+        let lease = app.timing.writer_lease;
+        if let Some(mark) = replay::bootstrap_mark(page.head, &entries, exhausted, now, lease) {
+            return Ok(mark);
+        }
+    }
+}
+
+async fn get_or_create_user(app: &App, who: &Principal) -> Result<Document, AppError> {
     let path = DocPath::user(who.uid());
     if let Some(user) = app
         .store
@@ -115,9 +152,7 @@ pub async fn list_businesses(app: &App, who: &Principal) -> Result<Value, AppErr
         .list(&CollectionPath::businesses(who.uid()))
         .await
         .map_err(|e| store_error(e, "businesses"))?;
-    Ok(Value::Array(
-        by_created_at(docs).into_iter().map(Value::Object).collect(),
-    ))
+    Ok(Value::Array(by_created_at(docs)))
 }
 
 fn stamp(mut fields: Fields, id: &str) -> Fields {
@@ -136,17 +171,20 @@ pub async fn create_business(
 ) -> Result<Value, AppError> {
     let fields = domain::validate_new(Resource::Business, body)?;
     let id = BusinessId::generate();
-    let doc = app
+    let path = DocPath::business(who.uid(), &id);
+    let outbox = Outbox::open(app, who.uid()).await?;
+    let written = app
         .store
-        .create(
-            &DocPath::business(who.uid(), &id),
-            stamp(fields, id.as_str()),
-        )
+        .create(&path, stamp(fields, id.as_str()))
         .await
-        .map_err(|e| store_error(e, "business"))?;
-    let doc = Value::Object(doc);
-    events::publish(app, who.uid(), events::BUSINESS_CREATED, doc.clone()).await;
-    Ok(doc)
+        .map(|doc| {
+            let json = doc.to_json();
+            (json.clone(), events::BUSINESS_CREATED, json)
+        });
+    outbox
+        .finish(written)
+        .await
+        .map_err(|e| store_error(e, "business"))
 }
 
 /// `GET /products/{businessId}`: 404 when the business is not the caller's.
@@ -165,16 +203,18 @@ pub async fn list_products(
         return Err(AppError::NotFound("business not found".into()));
     }
     let products = products.map_err(|e| store_error(e, "products"))?;
-    Ok(Value::Array(
-        by_created_at(products)
-            .into_iter()
-            .map(Value::Object)
-            .collect(),
-    ))
+    Ok(Value::Array(by_created_at(products)))
 }
 
-/// `POST /products/{businessId}`: one atomic commit that creates the product only if the
-/// business exists (no read); emits `product:created`.
+/// The deadline a product set `processing` now carries, `timeout` from now: past it, the
+/// sweeper marks the product `failed`.
+pub(crate) fn processing_until(timeout: Duration) -> String {
+    let timeout = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    (chrono::Utc::now() + timeout).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `POST /products/{businessId}`: reads the business (404 if missing), then creates the
+/// product with one write; emits `product:created`.
 pub async fn create_product(
     app: &App,
     who: &Principal,
@@ -182,32 +222,51 @@ pub async fn create_product(
     body: Map<String, Value>,
 ) -> Result<Value, AppError> {
     let mut fields = domain::validate_new(Resource::Product, body)?;
-    fields
+    let status = fields
         .entry("status")
-        .or_insert_with(|| json!(domain::STATUSES[0]));
+        .or_insert_with(|| json!(domain::ProductStatus::Draft.as_str()));
+    if status == domain::ProductStatus::Processing.as_str() {
+        fields.insert(
+            "processingUntil".into(),
+            json!(processing_until(app.timing.processing_timeout)),
+        );
+    }
     let id = ProductId::generate();
     let mut fields = stamp(fields, id.as_str());
     fields.insert("businessId".into(), json!(business));
-    app.store
-        .commit(vec![
-            Write::RequireExists {
-                path: DocPath::business(who.uid(), business),
-            },
-            Write::Create {
-                path: DocPath::product(who.uid(), business, &id),
-                fields: fields.clone(),
-            },
-        ])
+    // Businesses are never deleted, so a business read before the create is still there.
+    let business_path = DocPath::business(who.uid(), business);
+    let (outbox, found) =
+        tokio::join!(Outbox::open(app, who.uid()), app.store.get(&business_path),);
+    let outbox = outbox?;
+    match found {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            outbox.abandon(true).await;
+            return Err(AppError::NotFound("business not found".into()));
+        }
+        Err(err) => {
+            outbox.abandon(true).await;
+            return Err(store_error(err, "business"));
+        }
+    }
+    let written = app
+        .store
+        .create(&DocPath::product(who.uid(), business, &id), fields)
         .await
-        .map_err(|e| store_error(e, "business"))?;
-    let doc = Value::Object(fields);
-    events::publish(app, who.uid(), events::PRODUCT_CREATED, doc.clone()).await;
-    Ok(doc)
+        .map(|doc| {
+            let json = doc.to_json();
+            (json.clone(), events::PRODUCT_CREATED, json)
+        });
+    outbox
+        .finish(written)
+        .await
+        .map_err(|e| store_error(e, "business"))
 }
 
-/// The payload of an update event: the changed fields (cleared ones as `null`) plus ids and
-/// `updatedAt`.
-pub(crate) fn changes(patch: &domain::Patch, ids: &[(&str, &str)], updated_at: &str) -> Value {
+/// The payload of an update event: the changed fields (cleared ones as `null`) plus ids,
+/// `updatedAt` and the version the write left.
+pub(crate) fn changes(patch: &domain::Patch, ids: &[(&str, &str)], doc: &Document) -> Value {
     let mut data = Map::new();
     for name in &patch.mask {
         data.insert(
@@ -218,31 +277,35 @@ pub(crate) fn changes(patch: &domain::Patch, ids: &[(&str, &str)], updated_at: &
     for (key, value) in ids {
         data.insert((*key).into(), json!(value));
     }
-    data.insert("updatedAt".into(), json!(updated_at));
+    if let Some(updated_at) = doc.fields.get("updatedAt") {
+        data.insert("updatedAt".into(), updated_at.clone());
+    }
+    data.insert("version".into(), json!(doc.version));
     Value::Object(data)
 }
 
-/// Applies a validated patch (plus `updatedAt`) with one write; returns the whole document
-/// and the event payload.
-async fn apply_patch(
-    app: &App,
-    path: &DocPath,
-    patch: domain::Patch,
-    ids: &[(&str, &str)],
-    missing: &str,
-) -> Result<(Value, Value), AppError> {
-    let now = domain::now_timestamp();
-    let event = changes(&patch, ids, &now);
-    let mut set = patch.set;
-    let mut mask = patch.mask;
-    set.insert("updatedAt".into(), json!(now));
-    mask.push("updatedAt".into());
-    let doc = app
-        .store
-        .update(path, set, &mask)
-        .await
-        .map_err(|e| store_error(e, missing))?;
-    Ok((Value::Object(doc), event))
+/// A patch with `updatedAt` (and, for a product whose `status` it sets, `processingUntil`)
+/// added by the server.
+pub(crate) fn stamped(app: &App, mut patch: domain::Patch) -> domain::Patch {
+    fn add(patch: &mut domain::Patch, name: &str, value: Option<Value>) {
+        if let Some(value) = value {
+            patch.set.insert(name.into(), value);
+        }
+        if !patch.mask.iter().any(|m| m == name) {
+            patch.mask.push(name.into());
+        }
+    }
+    if let Some(status) = patch.set.get("status").and_then(Value::as_str) {
+        let until = (status == domain::ProductStatus::Processing.as_str())
+            .then(|| json!(processing_until(app.timing.processing_timeout)));
+        add(&mut patch, "processingUntil", until);
+    }
+    add(
+        &mut patch,
+        "updatedAt",
+        Some(json!(domain::now_timestamp())),
+    );
+    patch
 }
 
 /// `PATCH /products/update/{businessId}/{productId}`: merge, one write, 404 if missing;
@@ -258,7 +321,7 @@ pub async fn update_product(
     update_product_fields(app, who.uid(), business, product, patch).await
 }
 
-/// The write + event of a product update, shared with AI generation.
+/// The write + event of a product update, shared with uploads.
 pub async fn update_product_fields(
     app: &App,
     uid: &Uid,
@@ -267,16 +330,24 @@ pub async fn update_product_fields(
     patch: domain::Patch,
 ) -> Result<Value, AppError> {
     let ids = [("id", product.as_str()), ("businessId", business.as_str())];
-    let (doc, event) = apply_patch(
-        app,
-        &DocPath::product(uid, business, product),
-        patch,
-        &ids,
-        "product",
-    )
-    .await?;
-    events::publish(app, uid, events::PRODUCT_UPDATED, event).await;
-    Ok(doc)
+    let patch = stamped(app, patch);
+    let outbox = Outbox::open(app, uid).await?;
+    let written = app
+        .store
+        .update(
+            &DocPath::product(uid, business, product),
+            patch.set.clone(),
+            &patch.mask,
+        )
+        .await
+        .map(|doc| {
+            let event = changes(&patch, &ids, &doc);
+            (doc.to_json(), events::PRODUCT_UPDATED, event)
+        });
+    outbox
+        .finish(written)
+        .await
+        .map_err(|e| store_error(e, "product"))
 }
 
 /// Which product field an uploaded image becomes (`?field=` of the upload route).
@@ -352,13 +423,17 @@ pub async fn delete_product(
     business: &BusinessId,
     product: &ProductId,
 ) -> Result<Value, AppError> {
-    app.store
+    let data = json!({"id": product, "businessId": business});
+    let outbox = Outbox::open(app, who.uid()).await?;
+    let written = app
+        .store
         .delete(&DocPath::product(who.uid(), business, product))
         .await
-        .map_err(|e| store_error(e, "product"))?;
-    let data = json!({"id": product, "businessId": business});
-    events::publish(app, who.uid(), events::PRODUCT_DELETED, data.clone()).await;
-    Ok(data)
+        .map(|()| (data.clone(), events::PRODUCT_DELETED, data.clone()));
+    outbox
+        .finish(written)
+        .await
+        .map_err(|e| store_error(e, "product"))
 }
 
 /// `PATCH /users/{uid}`: only the caller's own profile (403 otherwise); emits `user:updated`.
@@ -373,42 +448,78 @@ pub async fn update_user(
             "a user can only update their own profile".into(),
         ));
     }
-    let patch = domain::validate_patch(Resource::User, body)?;
-    let (doc, event) = apply_patch(
-        app,
-        &DocPath::user(uid),
-        patch,
-        &[("uid", uid.as_str())],
-        "user (log in first)",
-    )
-    .await?;
-    events::publish(app, uid, events::USER_UPDATED, event).await;
-    Ok(doc)
+    let patch = stamped(app, domain::validate_patch(Resource::User, body)?);
+    let outbox = Outbox::open(app, uid).await?;
+    let written = app
+        .store
+        .update(&DocPath::user(uid), patch.set.clone(), &patch.mask)
+        .await
+        .map(|doc| {
+            let event = changes(&patch, &[("uid", uid.as_str())], &doc);
+            (doc.to_json(), events::USER_UPDATED, event)
+        });
+    outbox
+        .finish(written)
+        .await
+        .map_err(|e| store_error(e, "user (log in first)"))
 }
 
-/// `GET /events?since=N&limit=L`: recorded events after `since`, as frames.
+/// `GET /events?since=N&limit=L`: recorded events after `since`, as frames, in pages that
+/// stay well inside Lambda's response limit. `seq` is where the next page starts; `complete`
+/// is false when the caller must bootstrap again; `hasMore` asks for the next page (after
+/// `retryAfterMs` when a write is still in flight).
 pub async fn list_events(
     app: &App,
     who: &Principal,
     since: u64,
     limit: usize,
 ) -> Result<Value, AppError> {
-    let page = app
-        .events
-        .since(who.uid(), since, limit.clamp(1, MAX_EVENTS_PAGE))
-        .await?;
-    let frames = page
-        .events
-        .iter()
-        .map(|e| serde_json::from_str::<Value>(&events::event_frame(e)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| AppError::internal("event frame", e))?;
-    Ok(json!({
+    let limit = limit.clamp(1, MAX_EVENTS_PAGE);
+    let page = app.events.after(who.uid(), since, limit).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let replayed = replay::replay(
+        since,
+        page.head,
+        &page.entries,
+        page.has_more,
+        now,
+        app.timing.writer_lease,
+    );
+    let mut frames = Vec::with_capacity(replayed.events.len());
+    let mut bytes = 0;
+    let mut mark = replayed.mark;
+    let mut cut = false;
+    for event in &replayed.events {
+        let frame = events::event_frame(event);
+        if bytes + frame.len() > MAX_EVENTS_PAGE_BYTES && !frames.is_empty() {
+            // The next page starts right before this event.
+            mark = event.seq - 1;
+            cut = true;
+            break;
+        }
+        bytes += frame.len();
+        frames.push(
+            serde_json::from_str::<Value>(&frame)
+                .map_err(|e| AppError::internal("event frame", e))?,
+        );
+    }
+    let (complete, has_more, retry_after) = match replayed.ending {
+        _ if cut => (true, true, Duration::ZERO),
+        replay::Ending::Done => (true, false, Duration::ZERO),
+        replay::Ending::More { retry_after } => (true, true, retry_after),
+        replay::Ending::Resync => (false, false, Duration::ZERO),
+    };
+    let mut answer = json!({
         "events": frames,
-        "seq": page.head,
-        "complete": page.complete,
-        "hasMore": page.has_more,
-    }))
+        "seq": mark,
+        "head": replayed.head,
+        "complete": complete,
+        "hasMore": has_more,
+    });
+    if !retry_after.is_zero() {
+        answer["retryAfterMs"] = json!(retry_after.as_millis() as u64);
+    }
+    Ok(answer)
 }
 
 /// `POST /broadcast` (services only): records and pushes `{uid, event, data}` to `uid`,
@@ -442,7 +553,7 @@ pub async fn broadcast(
         }
     };
     let data = body.get("data").cloned().unwrap_or(Value::Null);
-    let seq = events::publish(app, &uid, &event, data).await;
+    let seq = Outbox::open(app, &uid).await?.publish(&event, data).await;
     Ok(json!({"uid": uid, "event": event, "seq": seq}))
 }
 

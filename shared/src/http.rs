@@ -70,6 +70,16 @@ impl Route {
         }
     }
 
+    /// The function's timeout (`Timeout` in `template.yaml`, which a test keeps equal): the
+    /// invocation's deadline, and the local gateway's.
+    pub fn timeout(self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self {
+            Self::UploadProductImage => 20,
+            Self::GenerateAdImage => 29,
+            _ => 10,
+        })
+    }
+
     /// The Lambda (and Cargo binary, and `events/` sample) serving this route.
     pub fn function(self) -> &'static str {
         match self {
@@ -170,14 +180,39 @@ impl ApiResponse {
         if let AppError::Internal(detail) = err {
             tracing::error!(detail, "internal error");
         }
-        Self::json(err.status(), &err.body())
+        let mut response = Self::json(err.status(), &err.body());
+        if err.status() == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
+}
+
+/// The answer when a handler is stopped at its deadline.
+pub fn out_of_time() -> AppError {
+    AppError::Unavailable(
+        "the request did not finish in time; it may or may not have taken effect".into(),
+    )
 }
 
 /// Runs one route: path ids (400 before any I/O), the caller (401/403), the body
 /// (400/413/415), then the handler; maps the result.
 pub async fn dispatch(app: &App, route: Route, req: ApiRequest) -> ApiResponse {
-    let mut response = match run(app, route, &req).await {
+    let handled = match crate::deadline::current() {
+        // Stopped in time to answer with the JSON error rather than be killed mid-way.
+        Some(deadline) => {
+            tokio::time::timeout_at(crate::deadline::answer_by(deadline), run(app, route, &req))
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!(route = route.function(), "stopped at the deadline");
+                    Err(out_of_time())
+                })
+        }
+        None => run(app, route, &req).await,
+    };
+    let mut response = match handled {
         Ok((status, value)) => ApiResponse::json(status, &value),
         Err(err) => ApiResponse::error(&err),
     };

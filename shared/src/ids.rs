@@ -14,7 +14,8 @@ pub const MAX_ID_LEN: usize = 128;
 pub const GENERATED_ID_LEN: usize = 20;
 const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-fn is_valid_id(s: &str) -> bool {
+/// Whether `s` is a valid path id: 1 to 128 of `[A-Za-z0-9_-]`.
+pub fn is_id(s: &str) -> bool {
     (1..=MAX_ID_LEN).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -37,7 +38,7 @@ macro_rules! path_id {
         impl $name {
             /// Parses a path segment; anything but 1 to 128 of `[A-Za-z0-9_-]` is a 400.
             pub fn parse(raw: &str) -> Result<Self, AppError> {
-                if is_valid_id(raw) {
+                if is_id(raw) {
                     Ok(Self(raw.to_owned()))
                 } else {
                     Err(AppError::BadRequest(format!(

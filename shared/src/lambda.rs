@@ -69,13 +69,28 @@ pub fn api_request(req: lambda_http::Request) -> ApiRequest {
     }
 }
 
-/// Serves one API Gateway HTTP request for `route`.
+/// The invocation's deadline (`Context::deadline`, unix ms) as an instant.
+pub fn deadline_of(context: &lambda_runtime::Context) -> tokio::time::Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let left = u128::from(context.deadline).saturating_sub(now_ms);
+    tokio::time::Instant::now()
+        + std::time::Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
+}
+
+/// Serves one API Gateway HTTP request for `route`, within its invocation's deadline.
 pub async fn serve_http(
     app: &App,
     route: Route,
     req: lambda_http::Request,
 ) -> lambda_http::Response<Body> {
-    let response = dispatch(app, route, api_request(req)).await;
+    // Without a context (a request built by hand), the function's own timeout.
+    let deadline = req.lambda_context_ref().map_or_else(
+        || tokio::time::Instant::now() + route.timeout(),
+        deadline_of,
+    );
+    let response = crate::deadline::scope(deadline, dispatch(app, route, api_request(req))).await;
     // JSON goes back as text, so API Gateway (and `sam local invoke`) show it as is.
     let body = match String::from_utf8(response.body.to_vec()) {
         Ok(text) => Body::Text(text),
@@ -103,7 +118,30 @@ pub async fn run_ws(route: WsRoute) -> Result<(), Error> {
     let app = &app;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<ApiGatewayProxyResponse, Infallible>(ws::handle(app, route, event.payload).await)
+            let deadline = deadline_of(&event.context);
+            let answer =
+                crate::deadline::scope(deadline, ws::handle(app, route, event.payload)).await;
+            Ok::<ApiGatewayProxyResponse, Infallible>(answer)
+        },
+    ))
+    .await
+}
+
+/// The whole life of the sweeper Lambda (run on a schedule): cold start once, then, at each
+/// invocation, mark the products stuck in `processing` as `failed`.
+pub async fn run_sweeper() -> Result<(), Error> {
+    let app = cold_start(None).await?;
+    let app = &app;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let deadline = deadline_of(&event.context);
+            let sweep = crate::deadline::scope(deadline, crate::generate::sweep_stuck(app))
+                .await
+                .map_err(|e| Error::from(e.to_string()))?;
+            Ok::<_, Error>(serde_json::json!({
+                "processing": sweep.processing,
+                "failed": sweep.failed,
+            }))
         },
     ))
     .await

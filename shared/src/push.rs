@@ -92,11 +92,7 @@ impl ManagementApiPusher {
     /// pay for the TLS handshake: a `GetConnection` of an id that cannot exist, whose answer
     /// (410, or 403 without that permission) does not matter.
     pub async fn warm_up(&self) {
-        let call = self
-            .client
-            .get_connection()
-            .connection_id("warm-up")
-            .send();
+        let call = self.client.get_connection().connection_id("warm-up").send();
         let _ = tokio::time::timeout(self.timeout, call).await;
     }
 }
@@ -111,7 +107,7 @@ impl Pusher for ManagementApiPusher {
             .connection_id(connection.as_str())
             .data(Blob::new(frame))
             .send();
-        let outcome = outcome_of(tokio::time::timeout(self.timeout, call).await);
+        let outcome = outcome_of(crate::deadline::limit(self.timeout, call).await);
         tracing::debug!(
             connection = %connection,
             outcome = outcome.label(),
@@ -127,6 +123,6 @@ impl Pusher for ManagementApiPusher {
             .delete_connection()
             .connection_id(connection.as_str())
             .send();
-        outcome_of(tokio::time::timeout(self.timeout, call).await)
+        outcome_of(crate::deadline::limit(self.timeout, call).await)
     }
 }

@@ -1,17 +1,30 @@
 //! The WebSocket routes (`$connect`, `$disconnect`, `$default`) over API Gateway's
 //! WebSocket event shape. The local gateway builds the same events, so both run this code.
 
+use std::time::Duration;
+
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use http::HeaderValue;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::deadline;
 use crate::error::AppError;
+use crate::events::replay::{self, Ending};
 use crate::events::{control_frame, event_frame};
-use crate::handlers::MAX_EVENTS_PAGE;
 use crate::ids::ConnectionId;
 use crate::registry::Connection;
+
+/// Most events one `resume` invocation replays; the client asks again from where it stopped
+/// (`resume:partial`), so a backlog of any size is replayed in bounded steps.
+pub const RESUME_PAGE: usize = 100;
+/// A client further behind than this many seqs is told to bootstrap again instead: one login
+/// is cheaper than replaying that many events one frame at a time.
+pub const MAX_RESUME_BACKLOG: u64 = 1000;
+/// Time a resume keeps for its last frame; below it, it stops and says where.
+const RESUME_FRAME_TIME: Duration = Duration::from_millis(500);
 
 /// API Gateway ends every WebSocket connection after 2 hours; the row lives a little longer
 /// so the TTL, not a race, removes it.
@@ -37,6 +50,11 @@ impl WsRoute {
             Self::Disconnect => "$disconnect",
             Self::Default => "$default",
         }
+    }
+
+    /// The function's timeout (`Timeout` in `template.yaml`).
+    pub fn timeout(self) -> Duration {
+        Duration::from_secs(10)
     }
 
     /// The Lambda (and Cargo binary) serving this route.
@@ -78,13 +96,21 @@ pub async fn handle(
     else {
         return refuse(&AppError::BadRequest("missing connection id".into()));
     };
-    let result = match route {
-        WsRoute::Connect => connect(app, &id, &event).await,
-        WsRoute::Disconnect => disconnect(app, &id).await.map(|()| response(200)),
-        WsRoute::Default => {
-            on_message(app, &id, event.body.as_deref().unwrap_or_default()).await;
-            Ok(response(200))
+    let work = async {
+        match route {
+            WsRoute::Connect => connect(app, &id, &event).await,
+            WsRoute::Disconnect => disconnect(app, &id).await.map(|()| response(200)),
+            WsRoute::Default => {
+                on_message(app, &id, event.body.as_deref().unwrap_or_default()).await;
+                Ok(response(200))
+            }
         }
+    };
+    let result = match deadline::current() {
+        Some(deadline) => tokio::time::timeout_at(deadline::answer_by(deadline), work)
+            .await
+            .unwrap_or_else(|_| Err(crate::http::out_of_time())),
+        None => work.await,
     };
     result.unwrap_or_else(|err| refuse(&err))
 }
@@ -151,11 +177,14 @@ async fn disconnect(app: &App, id: &ConnectionId) -> Result<(), AppError> {
     Ok(())
 }
 
-async fn send(app: &App, id: &ConnectionId, frame: &str) {
+/// Posts one frame to the connection; whether it was delivered.
+async fn send(app: &App, id: &ConnectionId, frame: &str) -> bool {
     let outcome = app.pusher.post(id, frame.as_bytes()).await;
-    if outcome != crate::push::PushOutcome::Delivered {
+    let delivered = outcome == crate::push::PushOutcome::Delivered;
+    if !delivered {
         tracing::warn!(connection = %id, outcome = outcome.label(), "reply not delivered");
     }
+    delivered
 }
 
 async fn send_error(app: &App, id: &ConnectionId, code: &str, message: &str) {
@@ -163,42 +192,85 @@ async fn send_error(app: &App, id: &ConnectionId, code: &str, message: &str) {
     send(app, id, &frame).await;
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_parse_or_say_what_is_wrong() {
+        assert_eq!(
+            ClientMessage::parse(r#"{"action":"ping"}"#),
+            Ok(ClientMessage::Ping)
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"action":"resume","since":7}"#),
+            Ok(ClientMessage::Resume { since: 7 })
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"action":"auth","token":"t"}"#),
+            Ok(ClientMessage::Auth { token: "t".into() })
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"action":"resume","since":-1}"#),
+            Err("`since` must be a whole number")
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"action":"auth"}"#),
+            Err("`token` must be a string")
+        );
+        assert!(ClientMessage::parse(r#"{"action":"jump"}"#).is_err());
+        assert!(ClientMessage::parse("[1]").is_err());
+        assert!(ClientMessage::parse("").is_err());
+    }
+}
+
+/// What a client can send (route selection on `action`).
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum ClientMessage {
+    Ping,
+    Resume { since: u64 },
+    Auth { token: String },
+}
+
+impl ClientMessage {
+    /// Parses a message body; the error is the message of the `error` frame.
+    pub fn parse(body: &str) -> Result<Self, &'static str> {
+        let value: Value = match serde_json::from_str(body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return Err("send a JSON object with an `action`"),
+        };
+        let action = value
+            .get("action")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        serde_json::from_value(value).map_err(|_| match action.as_deref() {
+            Some("resume") => "`since` must be a whole number",
+            Some("auth") => "`token` must be a string",
+            _ => "unknown action (expected ping, resume or auth)",
+        })
+    }
+}
+
 /// `$default`: the client's actions. Problems are answered with an `error` frame.
 async fn on_message(app: &App, id: &ConnectionId, body: &str) {
-    let message: Value = match serde_json::from_str(body) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            return send_error(
-                app,
-                id,
-                "bad_request",
-                "send a JSON object with an `action`",
-            )
-            .await;
-        }
-    };
-    match message.get("action").and_then(Value::as_str) {
-        Some("ping") => send(app, id, &control_frame("pong", None)).await,
-        Some("resume") => match message.get("since").and_then(Value::as_u64) {
-            Some(since) => resume(app, id, since).await,
-            None => {
-                send_error(app, id, "bad_request", "`since` must be a whole number").await;
-            }
-        },
-        Some("auth") => match message.get("token").and_then(Value::as_str) {
-            Some(token) => reauth(app, id, token).await,
-            None => send_error(app, id, "bad_request", "`token` must be a string").await,
-        },
-        _ => {
-            send_error(
-                app,
-                id,
-                "bad_request",
-                "unknown action (expected ping, resume or auth)",
-            )
-            .await;
-        }
+    match ClientMessage::parse(body) {
+        Ok(ClientMessage::Ping) => pong(app, id).await,
+        Ok(ClientMessage::Resume { since }) => resume(app, id, since).await,
+        Ok(ClientMessage::Auth { token }) => reauth(app, id, &token).await,
+        Err(message) => send_error(app, id, "bad_request", message).await,
     }
+}
+
+/// `pong`, with the user's head so that a client can tell it missed something (the loss of
+/// the last event before a quiet spell shows nowhere else). Without it when it cannot be read.
+async fn pong(app: &App, id: &ConnectionId) {
+    let head = match app.connections.get(id).await {
+        Ok(Some(conn)) => app.events.head(&conn.uid).await.ok(),
+        _ => None,
+    };
+    let data = head.map(|h| json!({"seq": h.seq}));
+    send(app, id, &control_frame("pong", data)).await;
 }
 
 /// The connection behind `id`, if it is still allowed to receive events.
@@ -230,35 +302,63 @@ async fn live_connection(app: &App, id: &ConnectionId) -> Option<Connection> {
     }
 }
 
-/// Replays every recorded event after `since`, in order, then `resume:done` (or
-/// `resync:required` when some are no longer recorded).
+/// Replays the recorded events after `since`, in order, a bounded number per invocation,
+/// then says how it ended: `resume:done` (caught up), `resume:partial` (ask again from its
+/// `seq`, after `retryAfterMs`), or `resync:required`.
 async fn resume(app: &App, id: &ConnectionId, since: u64) {
     let Some(conn) = live_connection(app, id).await else {
         return;
     };
-    let mut cursor = since;
-    loop {
-        let page = match app.events.since(&conn.uid, cursor, MAX_EVENTS_PAGE).await {
-            Ok(page) => page,
-            Err(err) => {
-                tracing::error!(connection = %id, error = %err, "resume failed");
-                return send_error(app, id, "internal", "resume failed; try again").await;
-            }
-        };
-        if !page.complete {
-            let frame = control_frame("resync:required", Some(json!({"seq": page.head})));
-            return send(app, id, &frame).await;
+    let page = match app.events.after(&conn.uid, since, RESUME_PAGE).await {
+        Ok(page) => page,
+        Err(err) => {
+            tracing::error!(connection = %id, error = %err, "resume failed");
+            return send_error(app, id, "internal", "resume failed; try again").await;
         }
-        // Posts go one at a time: the client must see them in seq order.
-        for event in &page.events {
-            send(app, id, &event_frame(event)).await;
-            cursor = event.seq;
+    };
+    let head = page.head.seq;
+    if head.saturating_sub(since) > MAX_RESUME_BACKLOG {
+        let frame = control_frame("resync:required", Some(json!({"seq": head})));
+        send(app, id, &frame).await;
+        return;
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let replayed = replay::replay(
+        since,
+        page.head,
+        &page.entries,
+        page.has_more,
+        now,
+        app.timing.writer_lease,
+    );
+    if replayed.ending == Ending::Resync {
+        let frame = control_frame("resync:required", Some(json!({"seq": head})));
+        send(app, id, &frame).await;
+        return;
+    }
+    // Posts go one at a time: the client sees them in seq order.
+    let mut mark = since;
+    for event in &replayed.events {
+        if deadline::short_of(RESUME_FRAME_TIME) {
+            return partial(app, id, mark, head, Duration::ZERO).await;
         }
-        if !page.has_more || page.events.is_empty() {
-            let frame = control_frame("resume:done", Some(json!({"seq": page.head.max(cursor)})));
-            return send(app, id, &frame).await;
+        if !send(app, id, &event_frame(event)).await {
+            return;
+        }
+        mark = event.seq;
+    }
+    match replayed.ending {
+        Ending::More { retry_after } => partial(app, id, replayed.mark, head, retry_after).await,
+        _ => {
+            let frame = control_frame("resume:done", Some(json!({"seq": replayed.mark})));
+            send(app, id, &frame).await;
         }
     }
+}
+
+async fn partial(app: &App, id: &ConnectionId, mark: u64, head: u64, retry_after: Duration) {
+    let data = json!({"seq": mark, "head": head, "retryAfterMs": retry_after.as_millis() as u64});
+    send(app, id, &control_frame("resume:partial", Some(data))).await;
 }
 
 /// Refreshes the connection's token in place; a token of another user closes it.

@@ -6,14 +6,23 @@
 
 mod support;
 
+use std::time::Duration;
+
 use serde_json::json;
 use shared::store::memory::MemoryStore;
-use shared::store::{CollectionPath, DocPath, DocumentStore, Fields, StoreError, Write};
+use shared::store::{
+    CollectionPath, DocPath, Document, DocumentStore, Fields, Precondition, StoreError, Write,
+};
 use support::{business, fields, product, uid};
 
 // ---------------------------------------------------------------------------------------
 // Behaviours, each written once against the trait.
 // ---------------------------------------------------------------------------------------
+
+/// The fields of the document at `path`, if it is there.
+async fn got(store: &dyn DocumentStore, path: &DocPath) -> Option<Fields> {
+    store.get(path).await.expect("get").map(|d| d.fields)
+}
 
 async fn create_then_get(store: &dyn DocumentStore) {
     let path = business("alice", "b1");
@@ -23,12 +32,9 @@ async fn create_then_get(store: &dyn DocumentStore) {
         "metadata": {"nested": {"deep": [1, {"x": "y"}]}, "createdAt": "2024-05-01T10:00:00Z"},
     }));
     let stored = store.create(&path, doc.clone()).await.expect("create");
-    assert_eq!(stored, doc, "create returns the document as stored");
-    assert_eq!(store.get(&path).await.expect("get"), Some(doc));
-    assert_eq!(
-        store.get(&business("alice", "missing")).await.expect("get"),
-        None
-    );
+    assert_eq!(stored.fields, doc, "create returns the document as stored");
+    assert_eq!(got(store, &path).await, Some(doc));
+    assert_eq!(got(store, &business("alice", "missing")).await, None);
 }
 
 async fn create_twice_is_already_exists(store: &dyn DocumentStore) {
@@ -42,7 +48,7 @@ async fn create_twice_is_already_exists(store: &dyn DocumentStore) {
         .await
         .expect_err("second create");
     assert_eq!(err, StoreError::AlreadyExists(path.as_str().into()));
-    let kept = store.get(&path).await.expect("get").expect("doc");
+    let kept = got(store, &path).await.expect("doc");
     assert_eq!(kept["name"], "first");
 }
 
@@ -66,8 +72,8 @@ async fn update_merges_and_returns_the_whole_document(store: &dyn DocumentStore)
         .await
         .expect("update");
     let expected = fields(json!({"name": "new", "keep": 1, "added": {"k": [1, 2]}}));
-    assert_eq!(updated, expected);
-    assert_eq!(store.get(&path).await.expect("get"), Some(expected));
+    assert_eq!(updated.fields, expected);
+    assert_eq!(got(store, &path).await, Some(expected));
 }
 
 async fn update_quotes_field_names_that_are_not_identifiers(store: &dyn DocumentStore) {
@@ -87,7 +93,7 @@ async fn update_quotes_field_names_that_are_not_identifiers(store: &dyn Document
         .expect("update");
     // `a.b` is one top-level field, not the nested `b` of `a`.
     assert_eq!(
-        updated,
+        updated.fields,
         fields(json!({
             "a": {"b": 1}, "a.b": 2, "with space": 3, "1st": 4, "dash-ed": 5, "back`tick": 6
         }))
@@ -101,27 +107,42 @@ async fn update_of_a_missing_document_is_not_found_and_creates_nothing(store: &d
         .await
         .expect_err("update");
     assert_eq!(err, StoreError::NotFound(path.as_str().into()));
-    assert_eq!(store.get(&path).await.expect("get"), None);
-
-    // An empty mask changes nothing but still requires the document.
-    let err = store
-        .update(&path, Fields::new(), &[])
-        .await
-        .expect_err("empty update");
-    assert_eq!(err, StoreError::NotFound(path.as_str().into()));
-    assert_eq!(store.get(&path).await.expect("get"), None);
+    assert_eq!(got(store, &path).await, None);
 }
 
-async fn update_with_an_empty_mask_changes_nothing(store: &dyn DocumentStore) {
+async fn versions_increase_with_every_change_and_only_then(store: &dyn DocumentStore) {
     let path = business("alice", "b1");
-    let doc = fields(json!({"name": "same"}));
-    store.create(&path, doc.clone()).await.expect("create");
-    let left = store
-        .update(&path, fields(json!({"name": "other"})), &[])
+    let created = store
+        .create(&path, fields(json!({"name": "a"})))
+        .await
+        .expect("create");
+    let name = ["name".to_owned()];
+    let changed = store
+        .update(&path, fields(json!({"name": "b"})), &name)
         .await
         .expect("update");
-    assert_eq!(left, doc);
-    assert_eq!(store.get(&path).await.expect("get"), Some(doc));
+    assert!(
+        changed.version > created.version,
+        "a change is a later version"
+    );
+    // Firestore keeps the update time of a write that changes nothing.
+    let same = store
+        .update(&path, fields(json!({"name": "b"})), &name)
+        .await
+        .expect("update");
+    assert_eq!(same.version, changed.version);
+    let read = store.get(&path).await.expect("get").expect("doc");
+    assert_eq!(read.version, changed.version);
+    // Fixed width: string order is time order.
+    assert_eq!(
+        read.version.as_str().len(),
+        "2026-01-01T00:00:00.000000000Z".len()
+    );
+    let listed = store
+        .list(&CollectionPath::businesses(&uid("alice")))
+        .await
+        .expect("list");
+    assert_eq!(listed[0].version, changed.version);
 }
 
 async fn delete_removes_and_a_missing_document_is_not_found(store: &dyn DocumentStore) {
@@ -131,7 +152,7 @@ async fn delete_removes_and_a_missing_document_is_not_found(store: &dyn Document
         .await
         .expect("create");
     store.delete(&path).await.expect("delete");
-    assert_eq!(store.get(&path).await.expect("get"), None);
+    assert_eq!(got(store, &path).await, None);
     let err = store.delete(&path).await.expect_err("second delete");
     assert_eq!(err, StoreError::NotFound(path.as_str().into()));
 }
@@ -150,7 +171,7 @@ async fn commit_applies_every_write(store: &dyn DocumentStore) {
         .create(&c, fields(json!({"name": "c"})))
         .await
         .expect("create c");
-    store
+    let versions = store
         .commit(vec![
             Write::Create {
                 path: a.clone(),
@@ -160,20 +181,23 @@ async fn commit_applies_every_write(store: &dyn DocumentStore) {
                 path: b.clone(),
                 fields: fields(json!({"name": "b2"})),
                 mask: vec!["name".into(), "n".into()],
+                precondition: Precondition::Exists,
             },
-            Write::Delete { path: c.clone() },
+            Write::Delete {
+                path: c.clone(),
+                precondition: Precondition::Exists,
+            },
         ])
         .await
         .expect("commit");
-    assert_eq!(
-        store.get(&a).await.expect("get a"),
-        Some(fields(json!({"name": "a"})))
-    );
-    assert_eq!(
-        store.get(&b).await.expect("get b"),
-        Some(fields(json!({"name": "b2"})))
-    );
-    assert_eq!(store.get(&c).await.expect("get c"), None);
+    let [Some(va), Some(vb), None] = versions.as_slice() else {
+        panic!("a version per write, none for the delete: {versions:?}");
+    };
+    assert_eq!(store.get(&a).await.expect("get").expect("a").version, *va);
+    assert_eq!(store.get(&b).await.expect("get").expect("b").version, *vb);
+    assert_eq!(got(store, &a).await, Some(fields(json!({"name": "a"}))));
+    assert_eq!(got(store, &b).await, Some(fields(json!({"name": "b2"}))));
+    assert_eq!(got(store, &c).await, None);
     store.commit(Vec::new()).await.expect("an empty commit");
 }
 
@@ -201,11 +225,8 @@ async fn a_failed_commit_applies_nothing(store: &dyn DocumentStore) {
         .await
         .expect_err("commit");
     assert_eq!(err, StoreError::AlreadyExists(existing.as_str().into()));
-    assert_eq!(store.get(&fresh).await.expect("get"), None);
-    assert_eq!(
-        store.get(&existing).await.expect("get"),
-        Some(original.clone())
-    );
+    assert_eq!(got(store, &fresh).await, None);
+    assert_eq!(got(store, &existing).await, Some(original.clone()));
 
     let missing = business("alice", "missing");
     let err = store
@@ -214,64 +235,115 @@ async fn a_failed_commit_applies_nothing(store: &dyn DocumentStore) {
                 path: existing.clone(),
                 fields: fields(json!({"name": "changed"})),
                 mask: vec!["name".into()],
+                precondition: Precondition::Exists,
             },
             Write::Delete {
                 path: missing.clone(),
+                precondition: Precondition::Exists,
             },
         ])
         .await
         .expect_err("commit");
     assert_eq!(err, StoreError::NotFound(missing.as_str().into()));
-    assert_eq!(store.get(&existing).await.expect("get"), Some(original));
-    assert_eq!(store.get(&missing).await.expect("get"), None);
+    assert_eq!(got(store, &existing).await, Some(original));
+    assert_eq!(got(store, &missing).await, None);
 }
 
-async fn require_exists_checks_without_changing(store: &dyn DocumentStore) {
-    let parent = product("alice", "b1", "p1");
-    let child = parent.child("locks", "generate");
-    let missing = product("alice", "b1", "gone");
-    let doc = fields(json!({"name": "p", "status": "draft"}));
-    store.create(&parent, doc.clone()).await.expect("create");
-
-    // Present: the commit goes through and the document is left as it was.
-    store
-        .commit(vec![
-            Write::RequireExists {
-                path: parent.clone(),
-            },
-            Write::Create {
-                path: child.clone(),
-                fields: fields(json!({"by": "test"})),
-            },
-        ])
+async fn version_preconditions_compare_and_set(store: &dyn DocumentStore) {
+    let path = product("alice", "b1", "p1");
+    let first = store
+        .create(&path, fields(json!({"name": "p", "status": "draft"})))
         .await
-        .expect("commit");
-    assert_eq!(store.get(&parent).await.expect("get"), Some(doc));
-    assert!(store.get(&child).await.expect("get").is_some());
-
-    // Missing: NotFound, the document is not created, and the other write is not applied.
-    let other = missing.child("locks", "generate");
+        .expect("create");
+    let set = |status: &str, at: &Document| Write::Update {
+        path: path.clone(),
+        fields: fields(json!({"status": status})),
+        mask: vec!["status".into()],
+        precondition: Precondition::At(at.version.clone()),
+    };
+    let versions = store
+        .commit(vec![set("processing", &first)])
+        .await
+        .expect("at the version read: applied");
+    let second = store.get(&path).await.expect("get").expect("doc");
+    assert_eq!(versions, vec![Some(second.version.clone())]);
+    assert_eq!(second.fields["status"], "processing");
+    // A second writer that read the first version loses.
     let err = store
-        .commit(vec![
-            Write::Create {
-                path: other.clone(),
-                fields: fields(json!({"by": "test"})),
-            },
-            Write::RequireExists {
-                path: missing.clone(),
-            },
-        ])
+        .commit(vec![set("enriched", &first)])
         .await
-        .expect_err("commit");
-    assert_eq!(err, StoreError::NotFound(missing.as_str().into()));
-    assert_eq!(store.get(&missing).await.expect("get"), None);
-    assert_eq!(store.get(&other).await.expect("get"), None);
+        .expect_err("stale version");
+    assert_eq!(err, StoreError::PreconditionFailed(path.as_str().into()));
+    assert_eq!(
+        got(store, &path).await.expect("doc")["status"],
+        "processing"
+    );
+
+    // Delete without a precondition: fine whether or not the document is there.
+    let other = product("alice", "b1", "never");
+    store
+        .commit(vec![Write::Delete {
+            path: other.clone(),
+            precondition: Precondition::None,
+        }])
+        .await
+        .expect("deleting a missing document without a precondition");
+    let err = store
+        .commit(vec![Write::Delete {
+            path: path.clone(),
+            precondition: Precondition::At(first.version.clone()),
+        }])
+        .await
+        .expect_err("stale delete");
+    assert_eq!(err, StoreError::PreconditionFailed(path.as_str().into()));
+    store
+        .commit(vec![Write::Delete {
+            path: path.clone(),
+            precondition: Precondition::At(second.version),
+        }])
+        .await
+        .expect("delete at the current version");
+    assert_eq!(got(store, &path).await, None);
 }
 
-fn names(mut docs: Vec<Fields>) -> Vec<String> {
+async fn find_in_group_searches_every_user(store: &dyn DocumentStore) {
+    let docs = [
+        (product("alice", "b1", "p1"), "processing"),
+        (product("alice", "b2", "p2"), "draft"),
+        (product("bob", "b3", "p3"), "processing"),
+        // Same field in another collection: not included.
+        (business("carol", "b4"), "processing"),
+    ];
+    for (path, status) in &docs {
+        store
+            .create(path, fields(json!({"name": "x", "status": status})))
+            .await
+            .expect("create");
+    }
+    let mut found: Vec<String> = store
+        .find_in_group("products", "status", "processing")
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|(path, doc)| {
+            assert_eq!(doc.fields["status"], "processing");
+            path.as_str().to_owned()
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "users/alice/businesses/b1/products/p1",
+            "users/bob/businesses/b3/products/p3"
+        ]
+    );
+}
+
+fn names(mut docs: Vec<Document>) -> Vec<String> {
     let mut names: Vec<String> = docs
         .drain(..)
-        .map(|d| d["name"].as_str().expect("name").to_owned())
+        .map(|d| d.fields["name"].as_str().expect("name").to_owned())
         .collect();
     names.sort();
     names
@@ -367,7 +439,7 @@ async fn values_firestore_cannot_store_are_refused(store: &dyn DocumentStore) {
             .expect_err("refused");
         assert!(matches!(err, StoreError::Unavailable(_)), "{bad}: {err}");
     }
-    assert_eq!(store.get(&path).await.expect("get"), None);
+    assert_eq!(got(store, &path).await, None);
 }
 
 /// One test per behaviour and backend: `memory::name` and `firestore::name`.
@@ -398,11 +470,12 @@ contract!(
     update_merges_and_returns_the_whole_document,
     update_quotes_field_names_that_are_not_identifiers,
     update_of_a_missing_document_is_not_found_and_creates_nothing,
-    update_with_an_empty_mask_changes_nothing,
+    versions_increase_with_every_change_and_only_then,
     delete_removes_and_a_missing_document_is_not_found,
     commit_applies_every_write,
     a_failed_commit_applies_nothing,
-    require_exists_checks_without_changing,
+    version_preconditions_compare_and_set,
+    find_in_group_searches_every_user,
     list_returns_one_collection_of_one_user,
     list_follows_pages,
     list_descendants_is_scoped_to_the_parent,
@@ -441,7 +514,10 @@ async fn a_persistent_memory_store_survives_a_reopen() {
                     path: business("alice", "never"),
                     fields: Fields::new(),
                 },
-                Write::Delete { path: gone.clone() },
+                Write::Delete {
+                    path: gone.clone(),
+                    precondition: Precondition::Exists,
+                },
             ])
             .await
             .expect_err("commit");
@@ -454,17 +530,11 @@ async fn a_persistent_memory_store_survives_a_reopen() {
 
     let reopened = MemoryStore::persistent(&file).expect("reopen");
     assert_eq!(
-        reopened.get(&kept).await.expect("get"),
+        got(&reopened, &kept).await,
         Some(fields(json!({"name": "kept", "n": 2})))
     );
-    assert_eq!(reopened.get(&gone).await.expect("get"), None);
-    assert_eq!(
-        reopened
-            .get(&business("alice", "never"))
-            .await
-            .expect("get"),
-        None
-    );
+    assert_eq!(got(&reopened, &gone).await, None);
+    assert_eq!(got(&reopened, &business("alice", "never")).await, None);
     // The reopened store keeps working and keeps saving.
     reopened
         .create(&gone, fields(json!({"name": "back"})))
@@ -498,6 +568,7 @@ mod firestore_calls {
             &emulator_config(proxy.base_url.clone()),
             &project,
             http_client(),
+            Duration::from_secs(5),
         )
         .expect("store");
         let root = format!("/v1/projects/{project}/databases/(default)/documents");
@@ -529,7 +600,12 @@ mod firestore_calls {
         assert_eq!(proxy.take().len(), 1, "a failed update is one call too");
 
         store
-            .commit(vec![Write::RequireExists { path: path.clone() }])
+            .commit(vec![Write::Update {
+                path: path.clone(),
+                fields: fields(json!({"name": "r"})),
+                mask: vec!["name".into()],
+                precondition: Precondition::Exists,
+            }])
             .await
             .expect("commit");
         assert_eq!(proxy.take(), [format!("POST {root}:commit")]);
@@ -587,6 +663,7 @@ mod firestore_calls {
             &emulator_config(proxy.base_url.clone()),
             "demo-warm",
             http_client(),
+            Duration::from_secs(5),
         )
         .expect("store");
         store.warm_up().await;
@@ -609,23 +686,24 @@ mod firestore_failures {
             &emulator_config(format!("http://{addr}")),
             "demo-fail",
             http_client(),
+            Duration::from_secs(5),
         )
         .expect("store")
     }
 
-    async fn assert_unavailable(store: &FirestoreStore) {
+    /// How a failed write is reported: as certainly not applied, or as maybe applied.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Writes {
+        Unavailable,
+        Indeterminate,
+    }
+
+    /// Every operation fails; reads as `Unavailable` (a read writes nothing), writes as
+    /// `writes` says; no message is long or carries a credential.
+    async fn assert_failures(store: &FirestoreStore, writes: Writes) {
         let path = business("alice", "b1");
-        let results = [
+        let reads = [
             store.get(&path).await.map(|_| ()),
-            store.create(&path, Fields::new()).await.map(|_| ()),
-            store
-                .update(&path, Fields::new(), &["a".to_owned()])
-                .await
-                .map(|_| ()),
-            store.delete(&path).await,
-            store
-                .commit(vec![Write::RequireExists { path: path.clone() }])
-                .await,
             store
                 .list(&CollectionPath::businesses(&uid("alice")))
                 .await
@@ -634,46 +712,88 @@ mod firestore_failures {
                 .list_descendants(&DocPath::user(&uid("alice")), "products")
                 .await
                 .map(|_| ()),
+            store
+                .find_in_group("products", "status", "processing")
+                .await
+                .map(|_| ()),
         ];
-        for result in results {
+        let written = [
+            store.create(&path, Fields::new()).await.map(|_| ()),
+            store
+                .update(&path, Fields::new(), &["a".to_owned()])
+                .await
+                .map(|_| ()),
+            store.delete(&path).await,
+            store
+                .commit(vec![Write::Delete {
+                    path: path.clone(),
+                    precondition: Precondition::Exists,
+                }])
+                .await
+                .map(|_| ()),
+        ];
+        let short = |message: &str| {
+            assert!(message.len() < 400, "short: {message}");
+            assert!(!message.contains("owner"), "no credentials: {message}");
+        };
+        for result in reads {
             match result {
-                Err(StoreError::Unavailable(message)) => {
-                    assert!(message.len() < 400, "short: {message}");
-                    assert!(!message.contains("owner"), "no credentials: {message}");
+                Err(StoreError::Unavailable(message)) => short(&message),
+                other => panic!("a read: expected Unavailable, got {other:?}"),
+            }
+        }
+        for result in written {
+            match (writes, result) {
+                (Writes::Unavailable, Err(StoreError::Unavailable(message)))
+                | (Writes::Indeterminate, Err(StoreError::Indeterminate(message))) => {
+                    short(&message);
                 }
-                other => panic!("expected Unavailable, got {other:?}"),
+                (_, other) => panic!("a write: expected {writes:?}, got {other:?}"),
             }
         }
     }
 
     #[tokio::test]
-    async fn server_errors_are_unavailable() {
+    async fn server_errors_may_have_applied_a_write() {
         let body = r#"{"error":{"code":503,"message":"try later","status":"UNAVAILABLE"}}"#;
-        assert_unavailable(&store_answered_by(StatusCode::SERVICE_UNAVAILABLE, body).await).await;
+        let store = store_answered_by(StatusCode::SERVICE_UNAVAILABLE, body).await;
+        assert_failures(&store, Writes::Indeterminate).await;
     }
 
     #[tokio::test]
     async fn a_404_that_is_not_from_firestore_is_unavailable_not_missing() {
-        assert_unavailable(&store_answered_by(StatusCode::NOT_FOUND, "Not Found").await).await;
+        let store = store_answered_by(StatusCode::NOT_FOUND, "Not Found").await;
+        assert_failures(&store, Writes::Unavailable).await;
     }
 
     #[tokio::test]
-    async fn an_unexpected_body_is_unavailable() {
-        assert_unavailable(&store_answered_by(StatusCode::OK, "<html>hello</html>").await).await;
+    async fn a_refusal_writes_nothing() {
+        let body = r#"{"error":{"code":429,"message":"slow down","status":"RESOURCE_EXHAUSTED"}}"#;
+        let store = store_answered_by(StatusCode::TOO_MANY_REQUESTS, body).await;
+        assert_failures(&store, Writes::Unavailable).await;
+    }
+
+    #[tokio::test]
+    async fn an_unexpected_success_body_may_have_applied_a_write() {
+        let store = store_answered_by(StatusCode::OK, "<html>hello</html>").await;
+        assert_failures(&store, Writes::Indeterminate).await;
         // A document that is not one, from the calls that return documents.
         let store = store_answered_by(StatusCode::OK, r#"{"fields": 7}"#).await;
         let path = business("alice", "b1");
-        let results = [
-            store.get(&path).await.map(|_| ()),
+        assert!(matches!(
+            store.get(&path).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        let written = [
             store.create(&path, Fields::new()).await.map(|_| ()),
             store
                 .update(&path, Fields::new(), &["a".to_owned()])
                 .await
                 .map(|_| ()),
         ];
-        for result in results {
+        for result in written {
             assert!(
-                matches!(result, Err(StoreError::Unavailable(_))),
+                matches!(result, Err(StoreError::Indeterminate(_))),
                 "{result:?}"
             );
         }
@@ -689,9 +809,11 @@ mod firestore_failures {
             &emulator_config(format!("http://{addr}")),
             "demo-fail",
             http_client(),
+            Duration::from_secs(5),
         )
         .expect("store");
-        assert_unavailable(&store).await;
+        // Nothing was sent: nothing was written.
+        assert_failures(&store, Writes::Unavailable).await;
         // Warm-up logs and carries on.
         store.warm_up().await;
     }
@@ -835,6 +957,7 @@ mod google_token {
         Json(json!({
             "name": "projects/demo-real/databases/(default)/documents/users/alice",
             "fields": {"name": {"stringValue": "Alice"}},
+            "updateTime": "2026-01-02T03:04:05.678901Z",
         }))
         .into_response()
     }
@@ -955,14 +1078,17 @@ mod google_token {
             service_account: Some(key_json("test-key-1.pem", GOOGLE_AUDIENCE)),
             token_url: Some(format!("{base}/token")),
         };
-        let store = FirestoreStore::new(&config, "demo-real", http_client()).expect("store");
+        let store =
+            FirestoreStore::new(&config, "demo-real", http_client(), Duration::from_secs(5))
+                .expect("store");
         store.warm_up().await;
         assert_eq!(google.exchanges(), 1, "the token is fetched during warm-up");
 
         let alice = DocPath::user(&uid("alice"));
         for _ in 0..2 {
-            let doc = store.get(&alice).await.expect("get");
-            assert_eq!(doc, Some(fields(json!({"name": "Alice"}))));
+            let doc = store.get(&alice).await.expect("get").expect("doc");
+            assert_eq!(doc.fields, fields(json!({"name": "Alice"})));
+            assert_eq!(doc.version.as_str(), "2026-01-02T03:04:05.678901000Z");
         }
         let authorizations = google
             .authorizations
@@ -978,7 +1104,7 @@ mod google_token {
     }
 
     #[tokio::test]
-    async fn a_refused_token_is_replaced_at_the_next_call() {
+    async fn a_refused_token_is_replaced_and_the_call_retried() {
         let google = Google::new(3599, Duration::ZERO);
         let base = google.start().await;
         let config = FirestoreConfig {
@@ -987,17 +1113,26 @@ mod google_token {
             service_account: Some(key_json("test-key-1.pem", GOOGLE_AUDIENCE)),
             token_url: Some(format!("{base}/token")),
         };
-        let store = FirestoreStore::new(&config, "demo-real", http_client()).expect("store");
+        let store =
+            FirestoreStore::new(&config, "demo-real", http_client(), Duration::from_secs(5))
+                .expect("store");
         *google.revoked.lock().expect("revoked") = Some("ya29.test-token-1".into());
         let alice = DocPath::user(&uid("alice"));
-        let err = store.get(&alice).await.expect_err("refused");
-        assert!(
-            matches!(&err, StoreError::Unavailable(m) if m.contains("HTTP 401")),
-            "{err}"
-        );
-        assert!(!err.to_string().contains("ya29"), "{err}");
         assert!(store.get(&alice).await.expect("get").is_some());
-        assert_eq!(google.exchanges(), 2);
+        assert_eq!(
+            google.exchanges(),
+            2,
+            "the refused token was exchanged again"
+        );
+        let authorizations = google
+            .authorizations
+            .lock()
+            .expect("authorizations")
+            .clone();
+        assert_eq!(
+            authorizations,
+            ["Bearer ya29.test-token-1", "Bearer ya29.test-token-2"]
+        );
     }
 
     #[tokio::test]
@@ -1010,7 +1145,9 @@ mod google_token {
             service_account: Some(key_json("test-key-2.pem", GOOGLE_AUDIENCE)),
             token_url: Some(format!("{base}/token")),
         };
-        let store = FirestoreStore::new(&config, "demo-real", http_client()).expect("store");
+        let store =
+            FirestoreStore::new(&config, "demo-real", http_client(), Duration::from_secs(5))
+                .expect("store");
         store.warm_up().await; // logs a warning, does not panic
         let err = store
             .get(&DocPath::user(&uid("alice")))
@@ -1034,7 +1171,10 @@ mod google_token {
                 service_account: Some(SecretString::from(key)),
                 token_url: None,
             };
-            assert!(FirestoreStore::new(&config, "demo-real", http_client()).is_err());
+            assert!(
+                FirestoreStore::new(&config, "demo-real", http_client(), Duration::from_secs(5))
+                    .is_err()
+            );
         }
     }
 }

@@ -66,6 +66,7 @@ pub struct TestApp {
     signing_key: EncodingKey,
 }
 
+#[derive(Debug)]
 pub struct Response {
     pub status: StatusCode,
     pub headers: http::HeaderMap,
@@ -79,6 +80,15 @@ impl TestApp {
 
     /// A backend with extra settings (e.g. `EVENT_RETENTION_HOURS`).
     pub async fn spawn_with<K: AsRef<str>, V: AsRef<str>>(extra: &[(K, V)]) -> Self {
+        Self::spawn_tuned(extra, |_| {}).await
+    }
+
+    /// A backend with extra settings, and its configuration changed by `tune` past what the
+    /// settings accept (a writer lease shorter than a function may run, say).
+    pub async fn spawn_tuned<K: AsRef<str>, V: AsRef<str>>(
+        extra: &[(K, V)],
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
         let services = Services::from_env();
         let firestore = FirestoreProxy::start(&services.firestore_host).await;
         let gateway = ManagementRecorder::start().await;
@@ -101,7 +111,8 @@ impl TestApp {
         for (k, v) in extra {
             settings.insert(k.as_ref().to_owned(), v.as_ref().to_owned());
         }
-        let config = Config::from_settings(&settings).expect("test configuration");
+        let mut config = Config::from_settings(&settings).expect("test configuration");
+        tune(&mut config);
 
         let sdk = shared::app::aws_sdk_config(&config).await;
         let dynamo = aws_sdk_dynamodb::Client::from_conf(
@@ -226,6 +237,16 @@ impl TestApp {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         let business = r.body["id"].as_str().expect("business id").to_owned();
+        self.create_product_in(&business, uid, product).await
+    }
+
+    /// Creates `product` in the business `business` of `uid`: the business and product ids.
+    pub async fn create_product_in(
+        &self,
+        business: &str,
+        uid: &str,
+        product: Value,
+    ) -> (String, String) {
         let r = self
             .as_user(
                 uid,
@@ -236,7 +257,7 @@ impl TestApp {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         (
-            business,
+            business.to_owned(),
             r.body["id"].as_str().expect("product id").to_owned(),
         )
     }

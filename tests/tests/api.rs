@@ -141,7 +141,15 @@ async fn every_mutation_costs_one_write_and_no_read_and_reaches_every_socket_of_
         json!({"name": "Bread", "price": 3.5, "currency": "EUR", "tags": ["fresh"]}),
     )
     .await;
-    assert_eq!(t.firestore.calls.get(), writes(1));
+    // A product create reads its business (for the 404), then writes once.
+    assert_eq!(
+        t.firestore.calls.get(),
+        FirestoreCalls {
+            reads: 1,
+            writes: 1,
+            ..FirestoreCalls::default()
+        }
+    );
     assert_eq!(p["status"], "draft");
     assert_eq!(p["businessId"], bid.as_str());
     let pid = p["id"].as_str().unwrap().to_owned();
@@ -161,6 +169,8 @@ async fn every_mutation_costs_one_write_and_no_read_and_reaches_every_socket_of_
     assert_eq!(r.body["name"], "Bread", "merge keeps the other fields");
     assert!(r.body.get("tags").is_none(), "null clears a field");
     let updated_at = r.body["updatedAt"].clone();
+    let version = r.body["version"].clone();
+    assert!(version.as_str().unwrap() > p["version"].as_str().unwrap());
 
     t.firestore.calls.reset();
     let r = t
@@ -195,7 +205,7 @@ async fn every_mutation_costs_one_write_and_no_read_and_reaches_every_socket_of_
         assert_eq!(events[1]["data"], p);
         assert_eq!(
             events[2]["data"],
-            json!({"id": pid, "businessId": bid, "price": 4, "tags": null, "updatedAt": updated_at})
+            json!({"id": pid, "businessId": bid, "price": 4, "tags": null, "updatedAt": updated_at, "version": version})
         );
         assert_eq!(events[3]["data"], json!({"id": pid, "businessId": bid}));
         assert!(events[0]["ts"].as_str().unwrap().ends_with('Z'));
@@ -546,11 +556,16 @@ async fn events_can_be_fetched_after_a_seq() {
     assert_eq!(seqs, [json!(2), json!(3), json!(4)]);
     assert_eq!(r.body["events"][0]["event"], "product:created");
 
+    assert_eq!(r.body["head"], 4);
     let r = t
         .as_user("alice", Method::GET, "/events?since=1&limit=2", None)
         .await;
     assert_eq!(r.body["events"].as_array().unwrap().len(), 2);
     assert_eq!(r.body["hasMore"], true);
+    assert_eq!(
+        r.body["seq"], 3,
+        "the next page starts after the last event"
+    );
 
     let r = t
         .as_user("alice", Method::GET, "/events?since=9", None)
@@ -562,7 +577,7 @@ async fn events_can_be_fetched_after_a_seq() {
     let r = t.as_user("bob", Method::GET, "/events", None).await;
     assert_eq!(
         r.body,
-        json!({"events": [], "seq": 0, "complete": true, "hasMore": false})
+        json!({"events": [], "seq": 0, "head": 0, "complete": true, "hasMore": false})
     );
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use shared::config::Config;
 use shared::http::Route;
 use shared::ids::{BusinessId, ProductId, Uid};
-use shared::store::{DocPath, Fields};
+use shared::store::DocPath;
 
 async fn spawn(ai: &Ai, google: &Google, timeout_secs: u64) -> TestApp {
     let mut settings = ai.settings(timeout_secs);
@@ -57,13 +57,28 @@ fn calls(writes: usize, reads: usize) -> FirestoreCalls {
     }
 }
 
-fn lock_path(uid: &str, bid: &str, pid: &str) -> DocPath {
+fn product_path(uid: &str, bid: &str, pid: &str) -> DocPath {
     DocPath::product(
         &Uid::parse(uid).unwrap(),
         &BusinessId::parse(bid).unwrap(),
         &ProductId::parse(pid).unwrap(),
     )
-    .child("locks", "generation")
+}
+
+/// Sets a product `processing` straight in the store, with its deadline `secs` from now.
+async fn set_processing(t: &TestApp, path: &DocPath, secs: i64) {
+    let until = (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let fields = json!({"status": "processing", "processingUntil": until});
+    t.app
+        .store
+        .update(
+            path,
+            fields.as_object().cloned().unwrap(),
+            &["status".to_owned(), "processingUntil".to_owned()],
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -82,7 +97,7 @@ async fn generation_costs_two_writes_and_one_read_and_pushes_two_events() {
     assert_eq!(
         t.firestore.calls.get(),
         calls(2, 1),
-        "the lock commit, the product read, the final commit"
+        "the product read, the processing commit, the final update"
     );
     assert_eq!(r.body["status"], "enriched");
     assert_eq!(r.body["caption"], CAPTION);
@@ -108,6 +123,9 @@ async fn generation_costs_two_writes_and_one_read_and_pushes_two_events() {
     assert_eq!(events.len(), 2);
     assert_eq!(events[0]["status"], "processing");
     assert_eq!(events[0]["error"], Value::Null);
+    assert!(events[0]["processingUntil"].is_string());
+    assert!(events[1]["version"].as_str() > events[0]["version"].as_str());
+    assert_eq!(events[1]["processingUntil"], Value::Null);
     assert_eq!(events[1]["status"], "enriched");
     assert_eq!(events[1]["generatedImageUrl"], url.as_str());
     assert_eq!(events[1]["caption"], CAPTION);
@@ -130,14 +148,9 @@ async fn generation_costs_two_writes_and_one_read_and_pushes_two_events() {
             .contains("Sunrise Mug")
     );
 
-    // The lock is gone with the final commit.
     assert!(
-        t.app
-            .store
-            .get(&lock_path("alice", &bid, &pid))
-            .await
-            .unwrap()
-            .is_none()
+        r.body.get("processingUntil").is_none(),
+        "the deadline goes with `processing`"
     );
 }
 
@@ -184,7 +197,7 @@ async fn a_provider_timeout_is_504_and_the_product_failed() {
 }
 
 #[tokio::test]
-async fn a_concurrent_generation_is_409_decided_by_one_failed_commit() {
+async fn a_second_generation_is_409_from_the_read_alone() {
     let (ai, google) = (Ai::start(ImageAnswer::Hold).await, Google::start().await);
     let t = spawn(&ai, &google, 10).await;
     let socket = t.connect("alice").await;
@@ -194,8 +207,8 @@ async fn a_concurrent_generation_is_409_decided_by_one_failed_commit() {
         ai.wait_for_image_request().await;
         t.firestore.calls.reset();
         let r = generate(&t, "alice", &bid, &pid).await;
-        // The create of the lock failed; the lock was read to see whether it is stale.
-        assert_eq!(t.firestore.calls.get(), calls(1, 1));
+        // The read the prompt needs anyway shows `processing`: no write.
+        assert_eq!(t.firestore.calls.get(), calls(0, 1));
         ai.release();
         r
     };
@@ -215,54 +228,103 @@ async fn a_concurrent_generation_is_409_decided_by_one_failed_commit() {
 }
 
 #[tokio::test]
-async fn an_expired_lock_is_taken_over_once_and_a_live_one_is_respected() {
+async fn two_generations_started_together_run_once() {
+    let (ai, google) = (Ai::start(ImageAnswer::Hold).await, Google::start().await);
+    let t = spawn(&ai, &google, 10).await;
+    let (bid, pid) = product(&t, "alice").await;
+    // Both read the product before either writes: the version precondition decides.
+    let both = futures_util::future::join_all((0..4).map(|_| generate(&t, "alice", &bid, &pid)));
+    let release = async {
+        ai.wait_for_image_request().await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        ai.release();
+    };
+    let (answers, ()) = tokio::join!(both, release);
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status.as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409, 409, 409], "{answers:?}");
+    assert_eq!(ai.requests("/v1/images/generations").len(), 1);
+}
+
+#[tokio::test]
+async fn a_product_processing_by_any_path_is_409_until_its_deadline_passes() {
     let (ai, google) = (
         Ai::start(ImageAnswer::Base64(png())).await,
         Google::start().await,
     );
     let t = spawn(&ai, &google, 10).await;
     let (bid, pid) = product(&t, "alice").await;
-    let lock = lock_path("alice", &bid, &pid);
-    let lock_doc = |token: &str, expires_at: &str| -> Fields {
-        json!({"token": token, "startedAt": "2020-01-01T00:00:00.000Z", "expiresAt": expires_at})
-            .as_object()
-            .cloned()
-            .unwrap()
-    };
+    // n8n's path: a PATCH sets `processing` (and the server its deadline).
+    let r = t
+        .as_user(
+            "alice",
+            Method::PATCH,
+            &format!("/products/update/{bid}/{pid}"),
+            Some(json!({"status": "processing"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["processingUntil"].is_string());
+    let r = generate(&t, "alice", &bid, &pid).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(ai.requests("/v1/images/generations").is_empty());
 
-    // A crashed function's lock, long expired: taken over.
-    t.app
-        .store
-        .create(&lock, lock_doc("crashed1", "2020-01-01T00:02:00.000Z"))
-        .await
-        .unwrap();
+    // Its job died and the deadline passed: the next generation takes over.
+    set_processing(&t, &product_path("alice", &bid, &pid), -5).await;
     let r = generate(&t, "alice", &bid, &pid).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(t.app.store.get(&lock).await.unwrap().is_none(), "released");
-
-    // The same expired lock again (a late second taker): its takeover marker is taken.
-    t.app
-        .store
-        .create(&lock, lock_doc("crashed1", "2020-01-01T00:02:00.000Z"))
-        .await
-        .unwrap();
-    let r = generate(&t, "alice", &bid, &pid).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
-    t.app.store.delete(&lock).await.unwrap();
-
-    // A lock within its lease belongs to a running generation.
-    let later = (chrono::Utc::now() + chrono::Duration::seconds(60)).to_rfc3339();
-    t.app
-        .store
-        .create(&lock, lock_doc("running1", &later))
-        .await
-        .unwrap();
-    let r = generate(&t, "alice", &bid, &pid).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.body["status"], "enriched");
 }
 
 #[tokio::test]
-async fn a_missing_product_is_404_with_one_failed_commit_and_no_event() {
+async fn the_sweeper_fails_products_stuck_past_their_deadline_with_an_event() {
+    let (ai, google) = (
+        Ai::start(ImageAnswer::Base64(png())).await,
+        Google::start().await,
+    );
+    let t = spawn(&ai, &google, 10).await;
+    let socket = t.connect("alice").await;
+    let (bid, stuck) = product(&t, "alice").await;
+    let (_, running) = t
+        .create_product_in(&bid, "alice", json!({"name": "Still running"}))
+        .await;
+    set_processing(&t, &product_path("alice", &bid, &stuck), -1).await;
+    set_processing(&t, &product_path("alice", &bid, &running), 60).await;
+    let posts = t.gateway.post_count();
+
+    t.firestore.calls.reset();
+    let sweep = shared::generate::sweep_stuck(&t.app).await.unwrap();
+    assert_eq!((sweep.processing, sweep.failed), (2, 1));
+    assert_eq!(
+        t.firestore.calls.get(),
+        FirestoreCalls {
+            queries: 1,
+            writes: 1,
+            ..FirestoreCalls::default()
+        }
+    );
+    let doc = t
+        .app
+        .store
+        .get(&product_path("alice", &bid, &stuck))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc.fields["status"], "failed");
+    assert!(doc.fields.get("processingUntil").is_none());
+    assert_eq!(t.gateway.post_count(), posts + 1);
+    let event = t.gateway.events(&socket).pop().unwrap();
+    assert_eq!(event["event"], "product:updated");
+    assert_eq!(event["data"]["id"], stuck.as_str());
+    assert_eq!(event["data"]["status"], "failed");
+    assert_eq!(event["data"]["version"], doc.version.as_str());
+    // Nothing left to do.
+    let again = shared::generate::sweep_stuck(&t.app).await.unwrap();
+    assert_eq!((again.processing, again.failed), (1, 0));
+}
+
+#[tokio::test]
+async fn a_missing_product_is_404_with_one_read_and_no_event() {
     let (ai, google) = (
         Ai::start(ImageAnswer::Base64(png())).await,
         Google::start().await,
@@ -274,7 +336,7 @@ async fn a_missing_product_is_404_with_one_failed_commit_and_no_event() {
     t.firestore.calls.reset();
     let r = generate(&t, "alice", &bid, "missing").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
-    assert_eq!(t.firestore.calls.get(), calls(1, 0));
+    assert_eq!(t.firestore.calls.get(), calls(0, 1));
     assert_eq!(t.gateway.post_count(), posts);
     assert!(updates(&t, &socket).is_empty());
     assert!(ai.requests("/v1/images/generations").is_empty());
@@ -325,10 +387,11 @@ async fn a_product_deleted_during_generation_is_404_and_its_image_removed() {
     assert!(
         t.app
             .store
-            .get(&lock_path("alice", &bid, &pid))
+            .get(&product_path("alice", &bid, &pid))
             .await
             .unwrap()
-            .is_none()
+            .is_none(),
+        "the late result did not bring the product back"
     );
 }
 

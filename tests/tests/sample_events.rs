@@ -37,6 +37,8 @@ fn sample_events() -> BTreeMap<String, Value> {
 enum Function {
     Http(Route),
     Ws(WsRoute),
+    /// The scheduled sweeper (any EventBridge event starts a sweep).
+    Sweep,
 }
 
 /// The function a sample is for: the longest function name its file stem starts with.
@@ -47,7 +49,9 @@ fn function_of(stem: &str) -> Option<Function> {
     let ws = WsRoute::ALL
         .iter()
         .map(|r| (r.function(), Function::Ws(*r)));
+    let sweep = std::iter::once(("sweep-stuck", Function::Sweep));
     http.chain(ws)
+        .chain(sweep)
         .filter(|(name, _)| stem == *name || stem.starts_with(&format!("{name}-")))
         .max_by_key(|(name, _)| name.len())
         .map(|(_, f)| f)
@@ -112,6 +116,7 @@ async fn every_sample_event_runs_through_its_handler() {
 
     let mut seen_http = Vec::new();
     let mut seen_ws = Vec::new();
+    let mut swept = false;
     for stem in stems {
         let event = &events[stem];
         match function_of(stem)
@@ -152,8 +157,16 @@ async fn every_sample_event_runs_through_its_handler() {
                 );
                 seen_ws.push(route);
             }
+            Function::Sweep => {
+                assert_eq!(event["detail-type"], "Scheduled Event");
+                shared::generate::sweep_stuck(&t.app)
+                    .await
+                    .unwrap_or_else(|e| panic!("events/{stem}.json: {e}"));
+                swept = true;
+            }
         }
     }
+    assert!(swept, "no sample event for sweep-stuck");
     for route in Route::ALL {
         assert!(
             seen_http.contains(&route),
@@ -237,4 +250,62 @@ fn the_template_routes_exactly_the_route_table() {
         !template.contains("AUTH_MODE: emulator"),
         "emulator auth must never be deployed"
     );
+}
+
+/// `Timeout:` of each function in `template.yaml` (the Globals value where it has none).
+fn template_timeouts() -> BTreeMap<String, u64> {
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).expect("template.yaml");
+    let mut global = None;
+    let mut timeouts = BTreeMap::new();
+    let mut binary: Option<String> = None;
+    for line in template.lines() {
+        let trimmed = line.trim();
+        if let Some(b) = trimmed.strip_prefix("Binary:") {
+            binary = Some(b.trim().to_owned());
+        } else if let Some(t) = trimmed.strip_prefix("Timeout:") {
+            let secs: u64 = t.trim().parse().expect("a whole number of seconds");
+            match &binary {
+                Some(b) => {
+                    timeouts.insert(b.clone(), secs);
+                }
+                None => global = Some(secs),
+            }
+        }
+    }
+    let global = global.expect("Globals.Function.Timeout");
+    let crates = std::fs::read_dir(format!("{ROOT}/functions")).expect("functions/");
+    for entry in crates {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        timeouts.entry(name).or_insert(global);
+    }
+    timeouts
+}
+
+#[test]
+fn the_functions_deadlines_are_the_template_timeouts_and_under_the_writer_lease() {
+    let timeouts = template_timeouts();
+    for route in Route::ALL {
+        assert_eq!(
+            timeouts[route.function()],
+            route.timeout().as_secs(),
+            "{}",
+            route.function()
+        );
+    }
+    for route in WsRoute::ALL {
+        assert_eq!(timeouts[route.function()], route.timeout().as_secs());
+    }
+    // A seq or a generation older than the lease is taken for a dead writer's: no function
+    // may run that long.
+    let longest = timeouts.values().max().copied().unwrap_or_default();
+    let lease = shared::config::Timing::default().writer_lease.as_secs();
+    assert!(
+        longest + 10 <= lease,
+        "{longest} s against a lease of {lease} s"
+    );
+    assert!(shared::config::MIN_WRITER_LEASE.as_secs() >= longest + 10);
 }

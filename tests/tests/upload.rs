@@ -115,7 +115,7 @@ async fn an_upload_is_stored_in_the_bucket_with_one_firestore_write() {
         assert_eq!(event["event"], "product:updated");
         assert_eq!(
             event["data"],
-            json!({"id": pid, "businessId": bid, "imageUrl": expected, "updatedAt": body["updatedAt"]})
+            json!({"id": pid, "businessId": bid, "imageUrl": expected, "updatedAt": body["updatedAt"], "version": body["version"]})
         );
     }
     assert_eq!(google.token_exchanges(), 1, "the access token is cached");

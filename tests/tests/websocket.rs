@@ -4,6 +4,7 @@
 use http::Method;
 use integration_tests::TestApp;
 use serde_json::{Value, json};
+use shared::events::Outbox;
 use shared::ids::{ConnectionId, Uid};
 use shared::ws::WsRoute;
 
@@ -175,24 +176,29 @@ async fn resume_replays_what_was_missed_in_order_then_says_done() {
 #[tokio::test]
 async fn resume_from_before_the_retention_window_requires_a_resync() {
     // Events older than the window are dropped; a client that missed them must be told.
-    let t = TestApp::spawn_with(&[("EVENT_RETENTION_SECONDS", "2")]).await;
+    // A missing seq is only known lost once no writer can still record it: the writer lease
+    // (60 s in the cloud, well under the 24 h retention) is made shorter than this window.
+    let t = TestApp::spawn_tuned(&[("EVENT_RETENTION_SECONDS", "2")], |config| {
+        config.timing.writer_lease = std::time::Duration::from_secs(1);
+    })
+    .await;
     let alice = uid("alice");
-    t.app
-        .events
-        .append(&alice, "business:created", &json!({"id": "b"}))
+    Outbox::open(&t.app, &alice)
         .await
-        .unwrap();
-    t.app
-        .events
-        .append(&alice, "business:created", &json!({"id": "c"}))
+        .unwrap()
+        .publish("business:created", json!({"id": "b"}))
+        .await;
+    Outbox::open(&t.app, &alice)
         .await
-        .unwrap();
+        .unwrap()
+        .publish("business:created", json!({"id": "c"}))
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-    t.app
-        .events
-        .append(&alice, "business:created", &json!({"id": "d"}))
+    Outbox::open(&t.app, &alice)
         .await
-        .unwrap();
+        .unwrap()
+        .publish("business:created", json!({"id": "d"}))
+        .await;
 
     let socket = t.connect("alice").await;
     t.send(&socket, json!({"action": "resume", "since": 0}))

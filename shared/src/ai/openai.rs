@@ -119,7 +119,11 @@ impl OpenAiProvider {
         let url = format!("{}/{path}", self.config.base_url);
         let mut retried = false;
         loop {
-            let mut request = self.http.post(&url).json(body);
+            let mut request = self
+                .http
+                .post(&url)
+                .json(body)
+                .timeout(crate::deadline::budget(self.config.timeout));
             if let Some(auth) = &self.authorization {
                 request = request.header(AUTHORIZATION, auth.clone());
             }
@@ -272,7 +276,11 @@ impl OpenAiProvider {
             })?;
         let mut last = String::new();
         for _attempt in 0..2 {
-            match self.http.get(url.clone()).send().await {
+            let request = self
+                .http
+                .get(url.clone())
+                .timeout(crate::deadline::budget(self.config.timeout));
+            match request.send().await {
                 Ok(response) if response.status().is_success() => {
                     return self.read(Call::Download, response, MAX_IMAGE_BYTES).await;
                 }

@@ -90,7 +90,11 @@ impl CloudStorage {
     ) -> Result<StatusCode, StorageError> {
         let mut last = String::new();
         for _attempt in 0..2 {
-            let request = build().header(AUTHORIZATION, self.authorization().await?);
+            let request = build()
+                .header(AUTHORIZATION, self.authorization().await?)
+                .timeout(crate::deadline::budget(
+                    crate::config::Timeouts::default().request,
+                ));
             match request.send().await {
                 Ok(response) => {
                     let status = response.status();

@@ -14,11 +14,12 @@
 //! |---|---|---|---|
 //! | `USER#{uid}` | `CONN#{connectionId}` | `connectionId`, `uid`, `connectedAt`, `tokenExpiresAt`, `expiresAt` | a connection, found by user (`of_user`) |
 //! | `CONN#{connectionId}` | `CONN` | the same | the same connection, found by id (`get`, `remove`: `$disconnect` only knows the id) |
-//! | `USER#{uid}` | `SEQ` | `seq` (N) | the user's seq head; never expires |
-//! | `USER#{uid}` | `EVT#{seq:020}` | `seq` (N), `event` (S), `ts` (S), `data` (S, JSON), `expiresAt` | one recorded event |
+//! | `USER#{uid}` | `SEQ` | `seq` (N), `reservedAt` (N, unix ms), `prevReservedAt` (N) | the user's head: the last seq handed out, when, and when the one before it was; never expires |
+//! | `USER#{uid}` | `EVT#{seq:020}` | `seq` (N), `prevReservedAt` (N), `event` (S), `ts` (S), `data` (S, JSON) or `skip` (BOOL), `expiresAt` | what one reserved seq holds: an event, or nothing |
 //!
 //! Within a user's partition the sort order is `CONN#…` < `EVT#…` < `SEQ`, so one query with
-//! `sk > EVT#{since:020}` returns the events after `since`, oldest first, and then the head.
+//! `sk > EVT#{since:020}` returns the entries after `since`, oldest first, and then the head,
+//! and one backwards query from the top returns the head and then the newest entries.
 //!
 //! TTL deletes expired items lazily (up to days later), so every read also drops rows whose
 //! `expiresAt` has passed. The functions need `GetItem`, `PutItem`, `UpdateItem`,
@@ -39,10 +40,13 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType, Put,
     ReturnValue, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem,
 };
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 
-use super::memory::events_since;
-use super::{Connection, ConnectionRegistry, EventLog, EventsSince, RecordedEvent, RegistryError};
+use super::{
+    Connection, ConnectionRegistry, EventLog, Head, LogEntry, LogPage, RecordedEvent,
+    RegistryError, Reservation,
+};
+use crate::deadline;
 use crate::ids::{ConnectionId, Uid};
 
 type Item = HashMap<String, AttributeValue>;
@@ -51,12 +55,10 @@ const PK: &str = "pk";
 const SK: &str = "sk";
 const EXPIRES_AT: &str = "expiresAt";
 const SEQ_SK: &str = "SEQ";
+const RESERVED_AT: &str = "reservedAt";
+const PREV_RESERVED_AT: &str = "prevReservedAt";
+const SKIP: &str = "skip";
 const CONN_SK: &str = "CONN";
-
-/// Largest `data` recorded as is. A DynamoDB item is at most 400 KB, while a Firestore
-/// document can reach 1 MiB; such an event could not reach a client in one API Gateway frame
-/// anyway (128 KB), so it is recorded in the same truncated form the push sends (SPEC 5).
-const MAX_RECORDED_DATA_BYTES: usize = 350 * 1024;
 
 /// How long `create_table` waits for a new table to become active.
 const CREATE_TABLE_WAIT: Duration = Duration::from_secs(120);
@@ -65,16 +67,19 @@ const CREATE_TABLE_WAIT: Duration = Duration::from_secs(120);
 pub struct DynamoRegistry {
     client: Client,
     table: String,
+    /// The longest one call may take (the invocation's budget may cut it shorter).
+    call_timeout: Duration,
     /// Event retention in whole seconds (the TTL attribute's unit).
     retention_secs: i64,
 }
 
 impl DynamoRegistry {
-    /// A registry over `table`; events are kept for `retention` after they are appended.
-    pub fn new(client: Client, table: String, retention: Duration) -> Self {
+    /// A registry over `table`; entries are kept for `retention` after they are recorded.
+    pub fn new(client: Client, table: String, retention: Duration, call_timeout: Duration) -> Self {
         Self {
             client,
             table,
+            call_timeout,
             retention_secs: i64::try_from(retention.as_secs()).unwrap_or(i64::MAX),
         }
     }
@@ -106,17 +111,15 @@ impl DynamoRegistry {
         sk: &str,
         op: &str,
     ) -> Result<Option<Item>, RegistryError> {
-        let out = self
+        let call = self
             .client
             .get_item()
             .table_name(&self.table)
             .key(PK, s(pk))
             .key(SK, s(sk))
             .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable(op, e))?;
-        Ok(out.item)
+            .send();
+        Ok(self.run(op, call).await?.item)
     }
 }
 
@@ -230,13 +233,13 @@ impl ConnectionRegistry for DynamoRegistry {
             .build()
             .map_err(|e| unavailable("TransactWriteItems", e))?;
         // Both rows or neither: a row by id without its row by user would never get events.
-        self.client
+        let call = self
+            .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(by_user).build())
             .transact_items(TransactWriteItem::builder().put(by_id).build())
-            .send()
-            .await
-            .map_err(|e| unavailable("TransactWriteItems", e))?;
+            .send();
+        self.run("TransactWriteItems", call).await?;
         Ok(())
     }
 
@@ -254,7 +257,7 @@ impl ConnectionRegistry for DynamoRegistry {
         let mut connections = Vec::new();
         let mut start_key = None;
         loop {
-            let out = self
+            let call = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -265,9 +268,8 @@ impl ConnectionRegistry for DynamoRegistry {
                 .expression_attribute_values(":prefix", s("CONN#"))
                 .consistent_read(true)
                 .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| unavailable("Query", e))?;
+                .send();
+            let out = self.run("Query", call).await?;
             for item in out.items() {
                 let connection = parse_connection(item)?;
                 if connection.expires_at > now {
@@ -303,13 +305,17 @@ impl ConnectionRegistry for DynamoRegistry {
             .set_key(Some(key(user_pk(&connection.uid), conn_sk(id))))
             .build()
             .map_err(|e| unavailable("TransactWriteItems", e))?;
-        let result = self
+        let call = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().delete(by_id).build())
             .transact_items(TransactWriteItem::builder().delete(by_user).build())
-            .send()
-            .await;
+            .send();
+        let result = deadline::limit(self.call_timeout, call)
+            .await
+            .map_err(|_| {
+                RegistryError::Unavailable("DynamoDB TransactWriteItems: no answer in time".into())
+            })?;
         match result {
             Ok(_) => Ok(Some(connection)),
             Err(e) => {
@@ -332,132 +338,209 @@ impl ConnectionRegistry for DynamoRegistry {
 
 #[async_trait]
 impl EventLog for DynamoRegistry {
-    async fn append(
-        &self,
-        uid: &Uid,
-        event: &str,
-        data: &serde_json::Value,
-    ) -> Result<RecordedEvent, RegistryError> {
-        // An atomic counter: concurrent appends of one user each get their own seq.
-        let out = self
+    async fn reserve(&self, uid: &Uid) -> Result<Reservation, RegistryError> {
+        // An atomic counter: concurrent writers of one user each get their own seq. The
+        // operands are read before the update, so `prevReservedAt` becomes the time the
+        // previous seq was handed out.
+        let call = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(PK, s(user_pk(uid)))
             .key(SK, s(SEQ_SK))
-            .update_expression("ADD #seq :one")
+            .update_expression("SET #prev = if_not_exists(#at, :zero), #at = :now ADD #seq :one")
             .expression_attribute_names("#seq", "seq")
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(|e| unavailable("UpdateItem", e))?;
-        let seq: u64 = match out.attributes() {
-            Some(attributes) => attr_n(attributes, "seq")?,
-            None => return Err(malformed("UpdateItem returned no seq")),
-        };
+            .expression_attribute_names("#at", RESERVED_AT)
+            .expression_attribute_names("#prev", PREV_RESERVED_AT)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", n(Utc::now().timestamp_millis()))
+            .return_values(ReturnValue::AllNew)
+            .send();
+        let out = self.run("UpdateItem", call).await?;
+        let head = parse_head(&out.attributes.unwrap_or_default())?;
+        Ok(Reservation {
+            seq: head.seq,
+            prev_reserved_at_ms: head.prev_reserved_at_ms,
+        })
+    }
 
-        let (event, data) = recordable(event, data);
-        let data_json = serde_json::to_string(&data)
-            .map_err(|e| RegistryError::Unavailable(format!("serialising event data: {e}")))?;
-        let now = Utc::now();
-        let recorded = RecordedEvent {
-            seq,
-            event,
-            ts: now.to_rfc3339_opts(SecondsFormat::Millis, true),
-            data,
-        };
-        let expires_at = now.timestamp().saturating_add(self.retention_secs);
-        // If this put fails the seq stays allocated without an event: a reader behind it is
-        // told to resync (`complete: false`), which is the safe outcome.
-        self.client
+    async fn record(&self, uid: &Uid, entry: &LogEntry) -> Result<(), RegistryError> {
+        let expires_at = Utc::now().timestamp().saturating_add(self.retention_secs);
+        let mut put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .item(PK, s(user_pk(uid)))
-            .item(SK, s(evt_sk(seq)))
-            .item("seq", AttributeValue::N(seq.to_string()))
-            .item("event", s(recorded.event.clone()))
-            .item("ts", s(recorded.ts.clone()))
-            .item("data", s(data_json))
-            .item(EXPIRES_AT, AttributeValue::N(expires_at.to_string()))
-            .send()
-            .await
-            .map_err(|e| unavailable("PutItem", e))?;
-        Ok(recorded)
+            .item(SK, s(evt_sk(entry.seq)))
+            .item("seq", n(entry.seq))
+            .item(PREV_RESERVED_AT, n(entry.prev_reserved_at_ms))
+            .item(EXPIRES_AT, n(expires_at));
+        put = match &entry.event {
+            Some(event) => {
+                let data = serde_json::to_string(&event.data).map_err(|e| {
+                    RegistryError::Unavailable(format!("serialising event data: {e}"))
+                })?;
+                put.item("event", s(event.event.clone()))
+                    .item("ts", s(event.ts.clone()))
+                    .item("data", s(data))
+            }
+            None => put.item(SKIP, AttributeValue::Bool(true)),
+        };
+        self.run("PutItem", put.send()).await?;
+        Ok(())
     }
 
-    async fn head(&self, uid: &Uid) -> Result<u64, RegistryError> {
+    async fn head(&self, uid: &Uid) -> Result<Head, RegistryError> {
         match self.get_item(user_pk(uid), SEQ_SK, "GetItem").await? {
-            Some(item) => attr_n(&item, "seq"),
-            None => Ok(0),
+            Some(item) => parse_head(&item),
+            None => Ok(Head::default()),
         }
     }
 
-    async fn since(
-        &self,
-        uid: &Uid,
-        since: u64,
-        limit: usize,
-    ) -> Result<EventsSince, RegistryError> {
-        let now = now_secs();
-        // One more than the limit tells `has_more`, and at least one tells `complete`.
-        let want = limit.saturating_add(1);
-        let mut fetched = Vec::new();
-        let mut head = None;
-        let mut start_key = None;
-        'pages: loop {
-            // +1 so that the SEQ row, which sorts after every event, usually fits the page.
-            let page_limit =
-                i32::try_from((want - fetched.len()).saturating_add(1)).unwrap_or(i32::MAX);
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND #sk > :from")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(user_pk(uid)))
-                .expression_attribute_values(":from", s(evt_sk(since)))
-                .consistent_read(true)
-                .limit(page_limit)
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| unavailable("Query", e))?;
-            for item in out.items() {
-                let sk = attr_s(item, SK)?;
-                if sk == SEQ_SK {
-                    head = Some(attr_n(item, "seq")?);
-                    break 'pages;
-                }
-                if !sk.starts_with("EVT#") {
-                    continue;
-                }
-                let (event, expires_at) = parse_event(item)?;
-                if expires_at <= now {
-                    continue;
-                }
-                fetched.push(event);
-                if fetched.len() >= want {
-                    break 'pages;
-                }
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start_key = Some(key),
-                _ => break,
-            }
-        }
-        // The limit cut the query before the SEQ row (or there is none): read it.
+    async fn after(&self, uid: &Uid, since: u64, limit: usize) -> Result<LogPage, RegistryError> {
+        // The SEQ row sorts after every entry: a query that reaches it also reads the head.
+        let (entries, head, has_more) = self
+            .query_entries(uid, Direction::Forward(since), limit)
+            .await?;
         let head = match head {
             Some(head) => head,
             None => self.head(uid).await?,
         };
-        Ok(events_since(since, limit, head, fetched))
+        Ok(LogPage {
+            head,
+            entries,
+            has_more,
+        })
+    }
+
+    async fn before(
+        &self,
+        uid: &Uid,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<LogPage, RegistryError> {
+        let (entries, head, has_more) = self
+            .query_entries(uid, Direction::Backward(before), limit)
+            .await?;
+        let head = match head {
+            Some(head) => head,
+            None => self.head(uid).await?,
+        };
+        Ok(LogPage {
+            head,
+            entries,
+            has_more,
+        })
+    }
+}
+
+/// Which way [`DynamoRegistry::query_entries`] reads a user's log.
+#[derive(Clone, Copy)]
+enum Direction {
+    /// Entries after this seq, oldest first (then the SEQ row).
+    Forward(u64),
+    /// Entries before this seq (from the top, starting with the SEQ row, when `None`),
+    /// newest first.
+    Backward(Option<u64>),
+}
+
+impl DynamoRegistry {
+    /// Runs one SDK call within the invocation's budget.
+    async fn run<T, E: std::error::Error>(
+        &self,
+        op: &str,
+        call: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, RegistryError> {
+        match deadline::limit(self.call_timeout, call).await {
+            Ok(result) => result.map_err(|e| unavailable(op, e)),
+            Err(_) => Err(RegistryError::Unavailable(format!(
+                "DynamoDB {op}: no answer in time"
+            ))),
+        }
+    }
+
+    /// Up to `limit` live entries in `direction`, the head if the query met the SEQ row, and
+    /// whether more entries are left.
+    async fn query_entries(
+        &self,
+        uid: &Uid,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<(Vec<LogEntry>, Option<Head>, bool), RegistryError> {
+        let now = now_secs();
+        let mut entries = Vec::new();
+        let mut head = None;
+        let mut start_key = None;
+        let (condition, low, high, forward) = match direction {
+            Direction::Forward(since) => ("#pk = :pk AND #sk > :low", evt_sk(since), None, true),
+            Direction::Backward(None) => {
+                ("#pk = :pk AND #sk >= :low", "EVT#".to_owned(), None, false)
+            }
+            Direction::Backward(Some(0)) => return Ok((entries, head, false)),
+            Direction::Backward(Some(before)) => (
+                "#pk = :pk AND #sk BETWEEN :low AND :high",
+                "EVT#".to_owned(),
+                Some(evt_sk(before - 1)),
+                false,
+            ),
+        };
+        loop {
+            // One more than needed tells `has_more`; one more again lets the SEQ row fit.
+            let page_limit =
+                i32::try_from((limit - entries.len()).saturating_add(2)).unwrap_or(i32::MAX);
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(condition)
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(user_pk(uid)))
+                .expression_attribute_values(":low", s(low.clone()))
+                .scan_index_forward(forward)
+                .consistent_read(true)
+                .limit(page_limit)
+                .set_exclusive_start_key(start_key);
+            if let Some(high) = &high {
+                query = query.expression_attribute_values(":high", s(high.clone()));
+            }
+            let out = self.run("Query", query.send()).await?;
+            for item in out.items() {
+                let sk = attr_s(item, SK)?;
+                if sk == SEQ_SK {
+                    head = Some(parse_head(item)?);
+                    if forward {
+                        return Ok((entries, head, false));
+                    }
+                    continue;
+                }
+                if !sk.starts_with("EVT#") {
+                    continue;
+                }
+                let (entry, expires_at) = parse_entry(item)?;
+                if expires_at <= now {
+                    continue;
+                }
+                if entries.len() == limit {
+                    return Ok((entries, head, true));
+                }
+                entries.push(entry);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => return Ok((entries, head, false)),
+            }
+        }
     }
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
 }
 
 fn user_pk(uid: &Uid) -> String {
@@ -493,6 +576,14 @@ fn attr_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, RegistryError> {
     match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(value),
         _ => Err(malformed(&format!("{name} is not a string"))),
+    }
+}
+
+/// A number that may be absent (an item written before the attribute existed): 0 then.
+fn attr_n_or_zero<T: FromStr + Default>(item: &Item, name: &str) -> Result<T, RegistryError> {
+    match item.get(name) {
+        None => Ok(T::default()),
+        Some(_) => attr_n(item, name),
     }
 }
 
@@ -537,37 +628,33 @@ fn parse_connection(item: &Item) -> Result<Connection, RegistryError> {
     })
 }
 
-/// An event row and its `expiresAt`.
-fn parse_event(item: &Item) -> Result<(RecordedEvent, i64), RegistryError> {
-    let data =
-        serde_json::from_str(attr_s(item, "data")?).map_err(|_| malformed("data is not JSON"))?;
-    let event = RecordedEvent {
-        seq: attr_n(item, "seq")?,
-        event: attr_s(item, "event")?.to_owned(),
-        ts: attr_s(item, "ts")?.to_owned(),
-        data,
+/// A log entry row and its `expiresAt`.
+fn parse_entry(item: &Item) -> Result<(LogEntry, i64), RegistryError> {
+    let seq = attr_n(item, "seq")?;
+    let event = match item.get(SKIP) {
+        Some(AttributeValue::Bool(true)) => None,
+        _ => Some(RecordedEvent {
+            seq,
+            event: attr_s(item, "event")?.to_owned(),
+            ts: attr_s(item, "ts")?.to_owned(),
+            data: serde_json::from_str(attr_s(item, "data")?)
+                .map_err(|_| malformed("data is not JSON"))?,
+        }),
     };
-    Ok((event, attr_n(item, EXPIRES_AT)?))
+    let entry = LogEntry {
+        seq,
+        prev_reserved_at_ms: attr_n_or_zero(item, PREV_RESERVED_AT)?,
+        event,
+    };
+    Ok((entry, attr_n(item, EXPIRES_AT)?))
 }
 
-/// The event as it is recorded: as given, or, when its data would not fit an item, the
-/// truncated `product:updated` the push uses for oversized frames (SPEC 5).
-fn recordable(event: &str, data: &serde_json::Value) -> (String, serde_json::Value) {
-    let size = serde_json::to_string(data).map_or(usize::MAX, |json| json.len());
-    if size <= MAX_RECORDED_DATA_BYTES {
-        return (event.to_owned(), data.clone());
-    }
-    let mut truncated = serde_json::Map::new();
-    for field in ["id", "businessId"] {
-        if let Some(value) = data.get(field) {
-            truncated.insert(field.to_owned(), value.clone());
-        }
-    }
-    truncated.insert("truncated".to_owned(), serde_json::Value::Bool(true));
-    (
-        "product:updated".to_owned(),
-        serde_json::Value::Object(truncated),
-    )
+fn parse_head(item: &Item) -> Result<Head, RegistryError> {
+    Ok(Head {
+        seq: attr_n(item, "seq")?,
+        reserved_at_ms: attr_n_or_zero(item, RESERVED_AT)?,
+        prev_reserved_at_ms: attr_n_or_zero(item, PREV_RESERVED_AT)?,
+    })
 }
 
 #[cfg(test)]
@@ -604,32 +691,18 @@ mod tests {
         item.insert("uid".into(), s("a/b"));
         assert!(parse_connection(&item).is_err());
 
-        let event = HashMap::from([
-            ("seq".to_owned(), AttributeValue::N("1".into())),
+        let entry = HashMap::from([
+            ("seq".to_owned(), n(1)),
             ("event".to_owned(), s("product:updated")),
             ("ts".to_owned(), s("2026-11-24T23:42:22.169Z")),
             ("data".to_owned(), s("{not json")),
-            (EXPIRES_AT.to_owned(), AttributeValue::N("1".into())),
+            (EXPIRES_AT.to_owned(), n(1)),
         ]);
-        assert!(parse_event(&event).is_err());
-    }
-
-    #[test]
-    fn oversized_data_is_recorded_truncated() {
-        let small = serde_json::json!({"id": "p1", "businessId": "b1"});
-        assert_eq!(
-            recordable("product:created", &small),
-            ("product:created".to_owned(), small.clone())
-        );
-        let big = serde_json::json!({
-            "id": "p1", "businessId": "b1", "description": "x".repeat(MAX_RECORDED_DATA_BYTES)
-        });
-        assert_eq!(
-            recordable("product:created", &big),
-            (
-                "product:updated".to_owned(),
-                serde_json::json!({"id": "p1", "businessId": "b1", "truncated": true})
-            )
-        );
+        assert!(parse_entry(&entry).is_err());
+        let mut skipped = entry.clone();
+        skipped.insert(SKIP.to_owned(), AttributeValue::Bool(true));
+        let (parsed, _) = parse_entry(&skipped).expect("a skip entry has no event to parse");
+        assert_eq!(parsed.event, None);
+        assert_eq!(parsed.prev_reserved_at_ms, 0);
     }
 }

@@ -1,30 +1,32 @@
 //! The embedded connection table and event log of local mode.
 //!
-//! The same semantics as the DynamoDB registry (expired connection rows are ignored, events
-//! are pruned after the retention window), kept in process. [`MemoryRegistry::persistent`]
-//! also keeps each user's seq head and recorded events in a JSON snapshot, so that restarting
-//! the local server does not reset `seq` under clients that remember it. Connections are not
-//! persisted: every socket dies with the server.
+//! The same semantics as the DynamoDB registry (expired connection rows are ignored, entries
+//! are dropped after the retention window), kept in process. [`MemoryRegistry::persistent`]
+//! also keeps each user's log in a JSON snapshot, so that restarting the local server does
+//! not reset `seq` under clients that remember it. Connections are not persisted: every
+//! socket dies with the server.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Connection, ConnectionRegistry, EventLog, EventsSince, RecordedEvent, RegistryError};
+use super::{
+    Connection, ConnectionRegistry, EventLog, Head, LogEntry, LogPage, RecordedEvent,
+    RegistryError, Reservation,
+};
 use crate::ids::{ConnectionId, Uid};
 
-/// Version of the snapshot file format.
-const SNAPSHOT_VERSION: u32 = 1;
+/// Version of the snapshot file format (1 had no reservation times; it is still read).
+const SNAPSHOT_VERSION: u32 = 2;
 
 /// The in-process connection registry and event log (see the module docs).
 pub struct MemoryRegistry {
-    /// Event retention in whole seconds, like the DynamoDB TTL attribute.
+    /// Entry retention in whole seconds, like the DynamoDB TTL attribute.
     retention_secs: i64,
     /// Only ever locked for in-memory work, never across an await.
     state: Mutex<State>,
@@ -39,15 +41,14 @@ struct State {
 
 #[derive(Default, Serialize, Deserialize)]
 struct UserLog {
-    head: u64,
-    /// Oldest first; seqs strictly increasing.
-    events: VecDeque<StoredEvent>,
+    head: Head,
+    entries: BTreeMap<u64, StoredEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct StoredEvent {
-    event: RecordedEvent,
+struct StoredEntry {
+    entry: LogEntry,
     /// Unix seconds.
     expires_at: i64,
 }
@@ -61,7 +62,52 @@ struct SnapshotRef<'a> {
 #[derive(Deserialize)]
 struct SnapshotFile {
     version: u32,
-    users: BTreeMap<Uid, UserLog>,
+    users: serde_json::Value,
+}
+
+/// A user's log as version 1 kept it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserLogV1 {
+    head: u64,
+    events: Vec<StoredEventV1>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredEventV1 {
+    event: RecordedEvent,
+    expires_at: i64,
+}
+
+impl From<UserLogV1> for UserLog {
+    fn from(old: UserLogV1) -> Self {
+        let entries = old
+            .events
+            .into_iter()
+            .map(|e| {
+                let entry = LogEntry {
+                    seq: e.event.seq,
+                    prev_reserved_at_ms: 0,
+                    event: Some(e.event),
+                };
+                (
+                    entry.seq,
+                    StoredEntry {
+                        entry,
+                        expires_at: e.expires_at,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            head: Head {
+                seq: old.head,
+                ..Head::default()
+            },
+            entries,
+        }
+    }
 }
 
 struct Snapshot {
@@ -95,21 +141,25 @@ impl MemoryRegistry {
         }
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(|e| {
+                let unreadable = |e: String| {
                     RegistryError::Unavailable(format!("reading {}: {e}", path.display()))
-                })?;
-                if file.version != SNAPSHOT_VERSION {
-                    return Err(RegistryError::Unavailable(format!(
-                        "{}: unsupported snapshot version {}",
-                        path.display(),
-                        file.version
-                    )));
+                };
+                let file: SnapshotFile =
+                    serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+                let logs = match file.version {
+                    1 => serde_json::from_value::<BTreeMap<Uid, UserLogV1>>(file.users)
+                        .map(|users| users.into_iter().map(|(u, l)| (u, l.into())).collect()),
+                    SNAPSHOT_VERSION => serde_json::from_value(file.users),
+                    other => {
+                        return Err(unreadable(format!("unsupported snapshot version {other}")));
+                    }
                 }
+                .map_err(|e| unreadable(e.to_string()))?;
                 let state = registry
                     .state
                     .get_mut()
                     .unwrap_or_else(PoisonError::into_inner);
-                state.logs = file.users;
+                state.logs = logs;
                 let now = now_secs();
                 for log in state.logs.values_mut() {
                     prune(log, now);
@@ -201,101 +251,106 @@ impl ConnectionRegistry for MemoryRegistry {
 
 #[async_trait]
 impl EventLog for MemoryRegistry {
-    async fn append(
-        &self,
-        uid: &Uid,
-        event: &str,
-        data: &serde_json::Value,
-    ) -> Result<RecordedEvent, RegistryError> {
-        let recorded = {
-            let now = Utc::now();
+    async fn reserve(&self, uid: &Uid) -> Result<Reservation, RegistryError> {
+        let reservation = {
             let mut state = self.lock();
             let log = state.logs.entry(uid.clone()).or_default();
-            prune(log, now.timestamp());
-            log.head += 1;
-            let recorded = RecordedEvent {
-                seq: log.head,
-                event: event.to_owned(),
-                ts: now.to_rfc3339_opts(SecondsFormat::Millis, true),
-                data: data.clone(),
+            let head = &mut log.head;
+            let reservation = Reservation {
+                seq: head.seq + 1,
+                prev_reserved_at_ms: head.reserved_at_ms,
             };
-            log.events.push_back(StoredEvent {
-                event: recorded.clone(),
-                expires_at: now.timestamp().saturating_add(self.retention_secs),
-            });
-            recorded
+            *head = Head {
+                seq: reservation.seq,
+                reserved_at_ms: now_ms(),
+                prev_reserved_at_ms: head.reserved_at_ms,
+            };
+            reservation
         };
         self.save().await?;
-        Ok(recorded)
+        Ok(reservation)
     }
 
-    async fn head(&self, uid: &Uid) -> Result<u64, RegistryError> {
-        Ok(self.lock().logs.get(uid).map_or(0, |log| log.head))
+    async fn record(&self, uid: &Uid, entry: &LogEntry) -> Result<(), RegistryError> {
+        {
+            let mut state = self.lock();
+            let log = state.logs.entry(uid.clone()).or_default();
+            prune(log, now_secs());
+            log.entries.insert(
+                entry.seq,
+                StoredEntry {
+                    entry: entry.clone(),
+                    expires_at: now_secs().saturating_add(self.retention_secs),
+                },
+            );
+        }
+        self.save().await
     }
 
-    async fn since(
+    async fn head(&self, uid: &Uid) -> Result<Head, RegistryError> {
+        Ok(self
+            .lock()
+            .logs
+            .get(uid)
+            .map(|log| log.head)
+            .unwrap_or_default())
+    }
+
+    async fn after(&self, uid: &Uid, since: u64, limit: usize) -> Result<LogPage, RegistryError> {
+        let now = now_secs();
+        let state = self.lock();
+        let Some(log) = state.logs.get(uid) else {
+            return Ok(LogPage::default());
+        };
+        let mut live = log
+            .entries
+            .range(since.saturating_add(1)..)
+            .filter(|(_, e)| e.expires_at > now)
+            .map(|(_, e)| e.entry.clone());
+        Ok(page(log.head, &mut live, limit))
+    }
+
+    async fn before(
         &self,
         uid: &Uid,
-        since: u64,
+        before: Option<u64>,
         limit: usize,
-    ) -> Result<EventsSince, RegistryError> {
-        let mut state = self.lock();
-        let Some(log) = state.logs.get_mut(uid) else {
-            return Ok(events_since(since, limit, 0, Vec::new()));
+    ) -> Result<LogPage, RegistryError> {
+        let now = now_secs();
+        let state = self.lock();
+        let Some(log) = state.logs.get(uid) else {
+            return Ok(LogPage::default());
         };
-        prune(log, now_secs());
-        let start = log.events.partition_point(|e| e.event.seq <= since);
-        let fetched = log
-            .events
-            .iter()
-            .skip(start)
-            .take(limit.saturating_add(1))
-            .map(|e| e.event.clone())
-            .collect();
-        Ok(events_since(since, limit, log.head, fetched))
+        let mut live = log
+            .entries
+            .range(..before.unwrap_or(u64::MAX))
+            .rev()
+            .filter(|(_, e)| e.expires_at > now)
+            .map(|(_, e)| e.entry.clone());
+        Ok(page(log.head, &mut live, limit))
     }
 }
 
-/// The contract's answer from the retained events after `since` (oldest first, up to
-/// `limit + 1` of them) and the head; shared by both registries so they cannot disagree.
-///
-/// `complete` is false when `since` is ahead of `head`, or when the retained events do not
-/// continue `since` one by one (retention dropped something, or an append failed after
-/// taking its seq). With no retained event after an older `since`, everything after it was
-/// dropped: also incomplete.
-pub(super) fn events_since(
-    since: u64,
-    limit: usize,
-    head: u64,
-    mut fetched: Vec<RecordedEvent>,
-) -> EventsSince {
-    let contiguous = fetched
-        .iter()
-        .zip(1u64..)
-        .all(|(event, offset)| since.checked_add(offset) == Some(event.seq));
-    let complete = match since.cmp(&head) {
-        std::cmp::Ordering::Greater => false,
-        std::cmp::Ordering::Equal => contiguous,
-        std::cmp::Ordering::Less => !fetched.is_empty() && contiguous,
-    };
-    let has_more = fetched.len() > limit;
-    fetched.truncate(limit);
-    EventsSince {
+/// At most `limit` entries of `entries`, and whether more are left.
+fn page(head: Head, entries: &mut impl Iterator<Item = LogEntry>, limit: usize) -> LogPage {
+    let taken: Vec<LogEntry> = entries.by_ref().take(limit).collect();
+    LogPage {
         head,
-        events: fetched,
-        complete,
-        has_more,
+        entries: taken,
+        has_more: entries.next().is_some(),
     }
 }
 
 fn prune(log: &mut UserLog, now: i64) {
-    while log.events.front().is_some_and(|e| e.expires_at <= now) {
-        log.events.pop_front();
-    }
+    log.entries.retain(|_, e| e.expires_at > now);
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 fn now_secs() -> i64 {
-    Utc::now().timestamp()
+    chrono::Utc::now().timestamp()
 }
 
 fn file_error(doing: &str, path: &Path, e: std::io::Error) -> RegistryError {
@@ -317,40 +372,30 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
 mod tests {
     use super::*;
 
-    fn event(seq: u64) -> RecordedEvent {
-        RecordedEvent {
-            seq,
-            event: "product:updated".into(),
-            ts: "2026-11-24T23:42:22.169Z".into(),
-            data: serde_json::json!({"n": seq}),
-        }
-    }
-
     fn snapshot_path(name: &str) -> PathBuf {
         std::env::temp_dir()
             .join(format!("memory-registry-{}-{name}", std::process::id()))
             .join("registry.json")
     }
 
-    #[test]
-    fn events_since_reports_gaps_limits_and_heads() {
-        let r = events_since(2, 10, 4, vec![event(3), event(4)]);
-        assert!(r.complete && !r.has_more && r.events.len() == 2);
-        // A gap in the middle is a lost event too.
-        assert!(!events_since(2, 10, 5, vec![event(3), event(5)]).complete);
-        assert!(!events_since(2, 10, 4, vec![event(4)]).complete);
-        assert!(!events_since(2, 10, 4, vec![]).complete);
-        assert!(!events_since(5, 10, 4, vec![]).complete);
-        assert!(events_since(4, 10, 4, vec![]).complete);
-        let r = events_since(0, 2, 9, vec![event(1), event(2), event(3)]);
-        assert!(r.complete && r.has_more);
-        assert_eq!(r.events, vec![event(1), event(2)]);
-        let r = events_since(0, 0, 9, vec![event(1)]);
-        assert!(r.complete && r.has_more && r.events.is_empty());
+    async fn append(registry: &MemoryRegistry, uid: &Uid, n: u64) -> u64 {
+        let reservation = registry.reserve(uid).await.unwrap();
+        let entry = LogEntry {
+            seq: reservation.seq,
+            prev_reserved_at_ms: reservation.prev_reserved_at_ms,
+            event: Some(RecordedEvent {
+                seq: reservation.seq,
+                event: "product:updated".into(),
+                ts: "2026-11-24T23:42:22.169Z".into(),
+                data: serde_json::json!({"n": n}),
+            }),
+        };
+        registry.record(uid, &entry).await.unwrap();
+        reservation.seq
     }
 
     #[tokio::test]
-    async fn a_persistent_registry_keeps_seq_and_events_but_not_connections() {
+    async fn a_persistent_registry_keeps_the_log_but_not_connections() {
         let path = snapshot_path("restart");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
         let uid = Uid::parse("alice").unwrap();
@@ -368,45 +413,61 @@ mod tests {
                 .await
                 .unwrap();
             for n in 1..=3 {
-                registry
-                    .append(&uid, "product:updated", &serde_json::json!({"n": n}))
-                    .await
-                    .unwrap();
+                append(&registry, &uid, n).await;
             }
+            // Reserved, never recorded: stays missing across the restart.
+            registry.reserve(&uid).await.unwrap();
         }
         let registry = MemoryRegistry::persistent(&path, day).unwrap();
-        assert_eq!(registry.head(&uid).await.unwrap(), 3);
-        let r = registry.since(&uid, 1, 10).await.unwrap();
-        assert!(r.complete);
+        let page = registry.after(&uid, 1, 10).await.unwrap();
+        assert_eq!(page.head.seq, 4);
+        assert!(page.head.reserved_at_ms > 0);
         assert_eq!(
-            r.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
             vec![2, 3]
         );
-        assert_eq!(r.events[0].data, serde_json::json!({"n": 2}));
+        assert_eq!(
+            page.entries[0].event.as_ref().unwrap().data,
+            serde_json::json!({"n": 2})
+        );
         assert!(registry.of_user(&uid).await.unwrap().is_empty());
-        let next = registry
-            .append(&uid, "product:updated", &serde_json::json!({}))
-            .await
-            .unwrap();
-        assert_eq!(next.seq, 4);
+        assert_eq!(append(&registry, &uid, 5).await, 5);
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[tokio::test]
-    async fn expired_events_are_dropped_from_the_snapshot_on_load() {
+    async fn expired_entries_are_dropped_from_the_snapshot_on_load() {
         let path = snapshot_path("expiry");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
         let uid = Uid::parse("bob").unwrap();
-        // Zero retention: every event is expired as soon as it is written.
+        // Zero retention: every entry is expired as soon as it is written.
         let registry = MemoryRegistry::persistent(&path, Duration::ZERO).unwrap();
-        registry
-            .append(&uid, "product:updated", &serde_json::json!({}))
-            .await
-            .unwrap();
+        append(&registry, &uid, 1).await;
         let registry = MemoryRegistry::persistent(&path, Duration::from_secs(60)).unwrap();
-        let r = registry.since(&uid, 0, 10).await.unwrap();
-        assert_eq!(r.head, 1);
-        assert!(r.events.is_empty() && !r.complete);
+        let page = registry.after(&uid, 0, 10).await.unwrap();
+        assert_eq!(page.head.seq, 1);
+        assert!(page.entries.is_empty() && !page.has_more);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_snapshot_is_still_read() {
+        let path = snapshot_path("v1");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let v1 = serde_json::json!({"version": 1, "users": {"carol": {"head": 2, "events": [
+            {"event": {"seq": 2, "event": "user:updated", "ts": "2026-11-24T23:42:22.169Z", "data": {}},
+             "expiresAt": now_secs() + 60}
+        ]}}});
+        std::fs::write(&path, v1.to_string()).unwrap();
+        let registry = MemoryRegistry::persistent(&path, Duration::from_secs(60)).unwrap();
+        let state = registry.lock();
+        let log = &state.logs[&Uid::parse("carol").unwrap()];
+        assert_eq!(log.head.seq, 2);
+        assert_eq!(
+            log.entries[&2].entry.event.as_ref().unwrap().event,
+            "user:updated"
+        );
+        drop(state);
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
@@ -415,6 +476,8 @@ mod tests {
         let path = snapshot_path("corrupt");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, b"{not json").unwrap();
+        assert!(MemoryRegistry::persistent(&path, Duration::from_secs(60)).is_err());
+        std::fs::write(&path, br#"{"version": 9, "users": {}}"#).unwrap();
         assert!(MemoryRegistry::persistent(&path, Duration::from_secs(60)).is_err());
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }

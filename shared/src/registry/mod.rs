@@ -31,17 +31,47 @@ pub struct RecordedEvent {
     pub data: serde_json::Value,
 }
 
-/// The answer to "what happened after `since`?".
-#[derive(Clone, Debug, PartialEq)]
-pub struct EventsSince {
-    /// The user's current `seq` (0 before the first event).
-    pub head: u64,
-    /// Recorded events with `seq > since`, in order, at most the requested limit.
-    pub events: Vec<RecordedEvent>,
-    /// False when some event after `since` is no longer recorded (retention passed) or
-    /// `since` is ahead of `head`: the client must resync from a fresh bootstrap.
-    pub complete: bool,
-    /// True when more events than the limit are recorded after the last returned one.
+/// A seq handed to a writer before its write, with what the log knew when it was handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    pub seq: u64,
+    /// When `seq - 1` was reserved (unix ms; 0 for the first seq): recorded with the entry,
+    /// it tells readers how old a missing `seq - 1` is.
+    pub prev_reserved_at_ms: i64,
+}
+
+/// What a reserved seq holds once its writer is done: the event, or nothing (the write
+/// failed and wrote nothing, so there is nothing to tell).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub seq: u64,
+    /// From the entry's [`Reservation`].
+    pub prev_reserved_at_ms: i64,
+    /// `None`: the seq carries no event; readers skip it.
+    pub event: Option<RecordedEvent>,
+}
+
+/// The top of a user's log: the last seq handed out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Head {
+    /// The user's last reserved seq (0 before the first).
+    pub seq: u64,
+    /// When it was reserved (unix ms).
+    pub reserved_at_ms: i64,
+    /// When the seq before it was reserved (unix ms; 0 for the first).
+    pub prev_reserved_at_ms: i64,
+}
+
+/// A run of a user's log entries and its head. Reserved seqs without an entry are missing
+/// from `entries`: in flight, lost with their writer, or past the retention window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogPage {
+    pub head: Head,
+    /// In the order asked for; only entries within the retention window.
+    pub entries: Vec<LogEntry>,
+    /// Whether more entries lie beyond the last one, in the direction asked for.
     pub has_more: bool,
 }
 
@@ -66,25 +96,28 @@ pub trait ConnectionRegistry: Send + Sync {
     async fn remove(&self, id: &ConnectionId) -> Result<Option<Connection>, RegistryError>;
 }
 
+/// Each user's log of events, numbered by `seq`. A writer reserves the next seq before it
+/// writes, then records what the seq holds; a seq whose writer died stays missing, which is
+/// how readers learn that something may have been lost.
 #[async_trait]
 pub trait EventLog: Send + Sync {
-    /// Allocates the user's next `seq` (strictly increasing by one) and records the event
-    /// for the retention window.
-    async fn append(
+    /// Hands out the user's next seq (strictly increasing by one, atomically).
+    async fn reserve(&self, uid: &Uid) -> Result<Reservation, RegistryError>;
+
+    /// Records what a reserved seq holds, for the retention window.
+    async fn record(&self, uid: &Uid, entry: &LogEntry) -> Result<(), RegistryError>;
+
+    /// The user's head.
+    async fn head(&self, uid: &Uid) -> Result<Head, RegistryError>;
+
+    /// Entries with `seq > since`, oldest first, at most `limit` of them.
+    async fn after(&self, uid: &Uid, since: u64, limit: usize) -> Result<LogPage, RegistryError>;
+
+    /// Entries with `seq < before` (all of them when `None`), newest first, at most `limit`.
+    async fn before(
         &self,
         uid: &Uid,
-        event: &str,
-        data: &serde_json::Value,
-    ) -> Result<RecordedEvent, RegistryError>;
-
-    /// The user's current `seq` (0 before the first event).
-    async fn head(&self, uid: &Uid) -> Result<u64, RegistryError>;
-
-    /// Recorded events after `since`, oldest first, at most `limit` of them.
-    async fn since(
-        &self,
-        uid: &Uid,
-        since: u64,
+        before: Option<u64>,
         limit: usize,
-    ) -> Result<EventsSince, RegistryError>;
+    ) -> Result<LogPage, RegistryError>;
 }

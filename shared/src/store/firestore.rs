@@ -1,16 +1,27 @@
 //! Firestore through its REST API (v1), over reqwest.
 //!
 //! Every operation is one HTTP call (a listing longer than a page follows its page tokens).
-//! Writes carry `currentDocument.exists` preconditions and use the document the write
-//! returns, so a create, update or delete costs one write and no read.
+//! Writes carry `currentDocument` preconditions and use the document the write returns, so
+//! a create, update or delete costs one write and no read. Every document comes back with
+//! its `updateTime` as its [`Version`].
 //!
 //! Error statuses (checked against the emulator; production Firestore answers the same):
 //! a failed `exists: true` precondition is `404 NOT_FOUND`, a failed `exists: false` one is
-//! `409 ALREADY_EXISTS`, for single writes and in a commit alike. Only such a status in a
-//! Firestore error body maps to `NotFound`/`AlreadyExists`; a bare 404 from something that is
-//! not Firestore (a wrong base URL) is `Unavailable`, like every other failure.
+//! `409 ALREADY_EXISTS`, a failed `updateTime` one `400 FAILED_PRECONDITION`, for single
+//! writes and in a commit alike. Only such a status in a Firestore error body maps to
+//! `NotFound`/`AlreadyExists`/`PreconditionFailed`; a bare 404 from something that is not
+//! Firestore (a wrong base URL) is `Unavailable`, like every other refusal.
+//!
+//! Failures are told apart by what they leave: a request that never reached Firestore, or
+//! that it refused (429, 4xx), wrote nothing (`Unavailable`); a write that was sent and got no
+//! usable answer (a timeout, a dropped connection, a 5xx) may have been applied
+//! (`Indeterminate`). Transient failures are retried within the invocation's budget
+//! ([`crate::deadline`]) when a repeat cannot do harm: reads, updates, and creates and
+//! deletes whose repeat recognises its own earlier success. A multi-write commit is only
+//! repeated when the first attempt certainly wrote nothing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -18,17 +29,27 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Number, Value, json};
 
 use super::google_token::{GoogleTokenSource, describe, percent_encode};
-use super::{CollectionPath, DocPath, DocumentStore, Fields, StoreError, Write};
+use super::{
+    CollectionPath, DocPath, Document, DocumentStore, Fields, Precondition, StoreError, Version,
+    Write,
+};
 use crate::config::{ConfigError, FirestoreConfig};
+use crate::deadline;
 
 /// Documents per page of a listing (Firestore's maximum is 300).
 const PAGE_SIZE: &str = "300";
 /// Longest piece of an upstream error message kept in a `StoreError`.
 const MAX_MESSAGE: usize = 200;
+/// Most attempts of one operation (the budget usually ends retries first).
+const MAX_ATTEMPTS: u32 = 4;
+/// Below this much time left, a write is not even sent: it could not be answered in time.
+const MIN_CALL_TIME: Duration = Duration::from_millis(50);
 
 /// The [`DocumentStore`] over Firestore's REST API, or the Firestore emulator.
 pub struct FirestoreStore {
     http: reqwest::Client,
+    /// The longest one call may take (the invocation's budget may cut it shorter).
+    call_timeout: Duration,
     base_url: String,
     /// `{base}/v1/projects/{project}/databases/(default)/documents`.
     documents_url: String,
@@ -44,10 +65,28 @@ enum Auth {
 }
 
 /// How a Firestore call failed, before the operation decides what that means.
+#[derive(Debug)]
 enum Failure {
     NotFound(String),
     AlreadyExists(String),
-    Unavailable(String),
+    PreconditionFailed(String),
+    /// Nothing was written: the request was not sent, or Firestore refused it.
+    Refused {
+        why: String,
+        transient: bool,
+    },
+    /// Sent, with no usable answer: a write may have been applied. Always transient.
+    Unknown(String),
+}
+
+impl Failure {
+    fn transient(&self) -> bool {
+        match self {
+            Self::Refused { transient, .. } => *transient,
+            Self::Unknown(_) => true,
+            _ => false,
+        }
+    }
 }
 
 impl FirestoreStore {
@@ -57,6 +96,7 @@ impl FirestoreStore {
         config: &FirestoreConfig,
         project_id: &str,
         http: reqwest::Client,
+        call_timeout: Duration,
     ) -> Result<Self, ConfigError> {
         let valid_project = !project_id.is_empty()
             && project_id
@@ -89,6 +129,7 @@ impl FirestoreStore {
             base_url,
             documents_name,
             http,
+            call_timeout,
             auth,
         })
     }
@@ -137,37 +178,56 @@ impl FirestoreStore {
     }
 
     async fn authorization(&self) -> Result<HeaderValue, Failure> {
+        let refused = |why: String| Failure::Refused {
+            why,
+            transient: true,
+        };
         let mut value = match &self.auth {
             Auth::Emulator => HeaderValue::from_static("Bearer owner"),
             Auth::Google(tokens) => {
                 let token = tokens
                     .access_token()
                     .await
-                    .map_err(|e| Failure::Unavailable(e.to_string()))?;
-                HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(
-                    |_| Failure::Unavailable("the access token is not a valid header".into()),
-                )?
+                    .map_err(|e| refused(e.to_string()))?;
+                HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
+                    .map_err(|_| refused("the access token is not a valid header".into()))?
             }
         };
         value.set_sensitive(true);
         Ok(value)
     }
 
-    /// Sends one request and returns its JSON body, or how it failed.
+    /// Sends one request, within the invocation's budget, and returns its JSON body, or how
+    /// it failed.
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
-        let response = request
+        let timeout = deadline::budget(self.call_timeout);
+        if timeout < MIN_CALL_TIME {
+            return Err(Failure::Refused {
+                why: "no time left in the invocation".into(),
+                transient: false,
+            });
+        }
+        let request = request
             .header(AUTHORIZATION, self.authorization().await?)
-            .send()
-            .await
-            .map_err(|e| Failure::Unavailable(describe(&e)))?;
+            .timeout(timeout);
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                Failure::Refused {
+                    why: describe(&e),
+                    transient: true,
+                }
+            } else {
+                Failure::Unknown(describe(&e))
+            }
+        })?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| Failure::Unavailable(describe(&e)))?;
+            .map_err(|e| Failure::Unknown(describe(&e)))?;
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
         if status.is_success() {
-            return body.ok_or_else(|| Failure::Unavailable("unexpected response body".into()));
+            return body.ok_or_else(|| Failure::Unknown("unexpected response body".into()));
         }
         if status == reqwest::StatusCode::UNAUTHORIZED {
             // The token was refused before it was due to expire: the next call gets a new one.
@@ -187,18 +247,66 @@ impl FirestoreStore {
                 .unwrap_or_default()
         };
         let message = text("message").to_owned();
-        Err(match text("status") {
+        let kind = text("status");
+        let why = if kind.is_empty() {
+            format!("HTTP {}", status.as_u16())
+        } else {
+            format!("HTTP {} {kind}: {}", status.as_u16(), shorten(&message))
+        };
+        Err(match kind {
             "NOT_FOUND" => Failure::NotFound(message),
             "ALREADY_EXISTS" => Failure::AlreadyExists(message),
-            other => {
-                let detail = if other.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {other}: {}", shorten(&message))
-                };
-                Failure::Unavailable(format!("HTTP {}{detail}", status.as_u16()))
-            }
+            "FAILED_PRECONDITION" => Failure::PreconditionFailed(message),
+            // A server error may come after the write was taken.
+            _ if status.is_server_error() => Failure::Unknown(why),
+            _ => Failure::Refused {
+                why,
+                transient: matches!(status.as_u16(), 401 | 408 | 429),
+            },
         })
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the budget ends. A failure that
+    /// may have been applied is only repeated when `repeatable`.
+    async fn with_retries<T, F, Fut>(&self, repeatable: bool, attempt: F) -> Retried<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let mut maybe_applied = false;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let failure = match attempt().await {
+                Ok(value) => {
+                    return Retried {
+                        result: Ok(value),
+                        maybe_applied,
+                    };
+                }
+                Err(failure) => failure,
+            };
+            let is_unknown = matches!(failure, Failure::Unknown(_));
+            let again = failure.transient() && (repeatable || !is_unknown) && tries < MAX_ATTEMPTS;
+            let pause = if again {
+                deadline::backoff(tries, MIN_CALL_TIME)
+            } else {
+                None
+            };
+            maybe_applied |= is_unknown;
+            match pause {
+                Some(pause) => {
+                    tracing::warn!(error = ?failure, tries, "firestore call failed; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                None => {
+                    return Retried {
+                        result: Err(failure),
+                        maybe_applied,
+                    };
+                }
+            }
+        }
     }
 
     /// The path named by a failed commit's error message, if it is one of `candidates`;
@@ -221,14 +329,38 @@ impl FirestoreStore {
     }
 }
 
+/// The outcome of [`FirestoreStore::with_retries`]: whether an earlier attempt may have been
+/// applied tells a repeat's `AlreadyExists` or `NotFound` apart from someone else's.
+struct Retried<T> {
+    result: Result<T, Failure>,
+    maybe_applied: bool,
+}
+
+/// A failure the operation has no special meaning for, as a `StoreError`.
 fn unavailable(operation: &str, target: &str, failure: Failure) -> StoreError {
-    let reason = match failure {
-        Failure::Unavailable(reason) => reason,
+    let context = |reason: String| format!("firestore {operation} {target}: {reason}");
+    match failure {
+        Failure::Unknown(reason) => StoreError::Indeterminate(context(reason)),
+        Failure::Refused { why, .. } => StoreError::Unavailable(context(why)),
         // Statuses the operation did not expect (e.g. NOT_FOUND from a listing).
-        Failure::NotFound(m) => format!("NOT_FOUND: {}", shorten(&m)),
-        Failure::AlreadyExists(m) => format!("ALREADY_EXISTS: {}", shorten(&m)),
-    };
-    StoreError::Unavailable(format!("firestore {operation} {target}: {reason}"))
+        Failure::NotFound(m) => {
+            StoreError::Unavailable(context(format!("NOT_FOUND: {}", shorten(&m))))
+        }
+        Failure::AlreadyExists(m) => {
+            StoreError::Unavailable(context(format!("ALREADY_EXISTS: {}", shorten(&m))))
+        }
+        Failure::PreconditionFailed(m) => {
+            StoreError::Unavailable(context(format!("FAILED_PRECONDITION: {}", shorten(&m))))
+        }
+    }
+}
+
+/// A read's failure: a read writes nothing, whatever happened to it.
+fn read_failed(operation: &str, target: &str, failure: Failure) -> StoreError {
+    match unavailable(operation, target, failure) {
+        StoreError::Indeterminate(why) => StoreError::Unavailable(why),
+        other => other,
+    }
 }
 
 fn shorten(message: &str) -> String {
@@ -257,18 +389,22 @@ fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
 
 #[async_trait]
 impl DocumentStore for FirestoreStore {
-    async fn get(&self, path: &DocPath) -> Result<Option<Fields>, StoreError> {
-        match self.call(self.http.get(self.doc_url(path.as_str()))).await {
+    async fn get(&self, path: &DocPath) -> Result<Option<Document>, StoreError> {
+        let url = self.doc_url(path.as_str());
+        let attempt = self
+            .with_retries(true, || self.call(self.http.get(&url)))
+            .await;
+        match attempt.result {
             Ok(doc) => decode_document(&doc)
                 .map(Some)
-                .map_err(|e| unavailable("get", path.as_str(), Failure::Unavailable(e))),
+                .map_err(|e| read_failed("get", path.as_str(), Failure::Unknown(e))),
             Err(Failure::NotFound(_)) => Ok(None),
-            Err(other) => Err(unavailable("get", path.as_str(), other)),
+            Err(other) => Err(read_failed("get", path.as_str(), other)),
         }
     }
 
-    async fn list(&self, collection: &CollectionPath) -> Result<Vec<Fields>, StoreError> {
-        let fail = |f| unavailable("list", collection.as_str(), f);
+    async fn list(&self, collection: &CollectionPath) -> Result<Vec<Document>, StoreError> {
+        let fail = |f| read_failed("list", collection.as_str(), f);
         let url = self.doc_url(collection.as_str());
         let mut docs = Vec::new();
         let mut page_token: Option<String> = None;
@@ -277,16 +413,18 @@ impl DocumentStore for FirestoreStore {
             if let Some(token) = &page_token {
                 query.push(("pageToken", token));
             }
+            let page_url = with_query(&url, &query);
             let page = self
-                .call(self.http.get(with_query(&url, &query)))
+                .with_retries(true, || self.call(self.http.get(&page_url)))
                 .await
+                .result
                 .map_err(fail)?;
             if let Some(items) = page.get("documents") {
                 let items = items
                     .as_array()
-                    .ok_or_else(|| fail(Failure::Unavailable("documents is not a list".into())))?;
+                    .ok_or_else(|| fail(Failure::Unknown("documents is not a list".into())))?;
                 for item in items {
-                    docs.push(decode_document(item).map_err(|e| fail(Failure::Unavailable(e)))?);
+                    docs.push(decode_document(item).map_err(|e| fail(Failure::Unknown(e)))?);
                 }
             }
             match page.get("nextPageToken").and_then(Value::as_str) {
@@ -300,45 +438,62 @@ impl DocumentStore for FirestoreStore {
         &self,
         parent: &DocPath,
         collection_id: &str,
-    ) -> Result<Vec<Fields>, StoreError> {
-        let fail = |f| unavailable("query", parent.as_str(), f);
-        // No orderBy: a collection-group order needs a composite index in production.
-        let query = json!({
-            "structuredQuery": {
-                "from": [{ "collectionId": collection_id, "allDescendants": true }]
-            }
-        });
+    ) -> Result<Vec<Document>, StoreError> {
         let url = format!("{}:runQuery", self.doc_url(parent.as_str()));
-        let answer = self
-            .call(self.http.post(url).json(&query))
+        let found = self
+            .group_query(&url, collection_id, None)
             .await
-            .map_err(fail)?;
-        // A stream of results, each with a `document` except the bookkeeping ones.
-        let results = answer.as_array().ok_or_else(|| {
-            fail(Failure::Unavailable(
-                "the query answer is not a list".into(),
-            ))
-        })?;
-        results
-            .iter()
-            .filter_map(|r| r.get("document"))
-            .map(|d| decode_document(d).map_err(|e| fail(Failure::Unavailable(e))))
-            .collect()
+            .map_err(|f| read_failed("query", parent.as_str(), f))?;
+        Ok(found.into_iter().map(|(_, doc)| doc).collect())
     }
 
-    async fn create(&self, path: &DocPath, fields: Fields) -> Result<Fields, StoreError> {
+    async fn find_in_group(
+        &self,
+        collection_id: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<Vec<(DocPath, Document)>, StoreError> {
+        let url = format!("{}:runQuery", self.documents_url);
+        let filter = json!({
+            "fieldFilter": {
+                "field": { "fieldPath": quote_field_path(field) },
+                "op": "EQUAL",
+                "value": { "stringValue": value },
+            }
+        });
+        let found = self
+            .group_query(&url, collection_id, Some(filter))
+            .await
+            .map_err(|f| read_failed("query", collection_id, f))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(name, doc)| {
+                let path = name.strip_prefix(&format!("{}/", self.documents_name))?;
+                Some((DocPath::parse(path)?, doc))
+            })
+            .collect())
+    }
+
+    async fn create(&self, path: &DocPath, fields: Fields) -> Result<Document, StoreError> {
         let (collection, id) = path
             .as_str()
             .rsplit_once('/')
             .ok_or_else(|| StoreError::Unavailable(format!("not a document path: {path:?}")))?;
         let body = json!({ "fields": encode_fields(&fields) });
-        let request = self
-            .http
-            .post(with_query(&self.doc_url(collection), &[("documentId", id)]))
-            .json(&body);
-        match self.call(request).await {
+        let url = with_query(&self.doc_url(collection), &[("documentId", id)]);
+        let attempt = self
+            .with_retries(true, || self.call(self.http.post(&url).json(&body)))
+            .await;
+        match attempt.result {
             Ok(doc) => decode_document(&doc)
-                .map_err(|e| unavailable("create", path.as_str(), Failure::Unavailable(e))),
+                .map_err(|e| unavailable("create", path.as_str(), Failure::Unknown(e))),
+            // A repeat that finds the document: if it holds what was sent, it is this
+            // create's own earlier attempt, which did get through.
+            Err(Failure::AlreadyExists(_)) if attempt.maybe_applied => match self.get(path).await {
+                Ok(Some(doc)) if doc.fields == fields => Ok(doc),
+                Ok(_) => Err(StoreError::AlreadyExists(path.as_str().into())),
+                Err(e) => Err(StoreError::Indeterminate(e.to_string())),
+            },
             Err(Failure::AlreadyExists(_)) => Err(StoreError::AlreadyExists(path.as_str().into())),
             Err(other) => Err(unavailable("create", path.as_str(), other)),
         }
@@ -349,14 +504,13 @@ impl DocumentStore for FirestoreStore {
         path: &DocPath,
         fields: Fields,
         mask: &[String],
-    ) -> Result<Fields, StoreError> {
+    ) -> Result<Document, StoreError> {
         if mask.is_empty() {
-            // A PATCH without a mask would replace the whole document; an empty mask changes
-            // nothing, so this is a read that only checks the document is there.
-            return self
-                .get(path)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(path.as_str().into()));
+            // A PATCH without a mask would replace the whole document.
+            return Err(StoreError::Unavailable(format!(
+                "firestore update {}: an update needs a field mask",
+                path.as_str()
+            )));
         }
         let quoted: Vec<String> = mask.iter().map(|name| quote_field_path(name)).collect();
         let mut query: Vec<(&str, &str)> = quoted
@@ -365,65 +519,65 @@ impl DocumentStore for FirestoreStore {
             .collect();
         query.push(("currentDocument.exists", "true"));
         let body = json!({ "fields": encode_fields(&masked(&fields, mask)) });
-        let request = self
-            .http
-            .patch(with_query(&self.doc_url(path.as_str()), &query))
-            .json(&body);
-        match self.call(request).await {
+        let url = with_query(&self.doc_url(path.as_str()), &query);
+        // Setting the same fields again is harmless: the repeat's result is the final state.
+        let attempt = self
+            .with_retries(true, || self.call(self.http.patch(&url).json(&body)))
+            .await;
+        match attempt.result {
             Ok(doc) => decode_document(&doc)
-                .map_err(|e| unavailable("update", path.as_str(), Failure::Unavailable(e))),
+                .map_err(|e| unavailable("update", path.as_str(), Failure::Unknown(e))),
             Err(Failure::NotFound(_)) => Err(StoreError::NotFound(path.as_str().into())),
             Err(other) => Err(unavailable("update", path.as_str(), other)),
         }
     }
 
     async fn delete(&self, path: &DocPath) -> Result<(), StoreError> {
-        let request = self.http.delete(with_query(
+        let url = with_query(
             &self.doc_url(path.as_str()),
             &[("currentDocument.exists", "true")],
-        ));
-        match self.call(request).await {
+        );
+        let attempt = self
+            .with_retries(true, || self.call(self.http.delete(&url)))
+            .await;
+        match attempt.result {
             Ok(_) => Ok(()),
+            // A repeat finding it gone: gone it is, by this delete's earlier attempt or not.
+            Err(Failure::NotFound(_)) if attempt.maybe_applied => Ok(()),
             Err(Failure::NotFound(_)) => Err(StoreError::NotFound(path.as_str().into())),
             Err(other) => Err(unavailable("delete", path.as_str(), other)),
         }
     }
 
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+    async fn commit(&self, writes: Vec<Write>) -> Result<Vec<Option<Version>>, StoreError> {
         if writes.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let body = json!({
             "writes": writes.iter().map(|w| self.encode_write(w)).collect::<Vec<_>>()
         });
         let url = format!("{}:commit", self.documents_url);
-        match self.call(self.http.post(url).json(&body)).await {
-            Ok(_) => Ok(()),
-            Err(Failure::NotFound(message)) => {
-                let must_exist: Vec<&DocPath> = writes
-                    .iter()
-                    .filter_map(|w| match w {
-                        Write::Update { path, .. }
-                        | Write::Delete { path }
-                        | Write::RequireExists { path } => Some(path),
-                        Write::Create { .. } => None,
-                    })
-                    .collect();
-                Err(StoreError::NotFound(
-                    self.failed_path(&message, &must_exist),
-                ))
-            }
-            Err(Failure::AlreadyExists(message)) => {
-                let created: Vec<&DocPath> = writes
-                    .iter()
-                    .filter_map(|w| match w {
-                        Write::Create { path, .. } => Some(path),
-                        _ => None,
-                    })
-                    .collect();
-                Err(StoreError::AlreadyExists(
-                    self.failed_path(&message, &created),
-                ))
+        let attempt = self
+            .with_retries(false, || self.call(self.http.post(&url).json(&body)))
+            .await;
+        let candidates = |keep: fn(&Write) -> bool| -> Vec<&DocPath> {
+            writes.iter().filter(|w| keep(w)).map(Write::path).collect()
+        };
+        match attempt.result {
+            Ok(answer) => commit_versions(&answer, &writes)
+                .map_err(|e| unavailable("commit", "", Failure::Unknown(e))),
+            Err(Failure::NotFound(message)) => Err(StoreError::NotFound(self.failed_path(
+                &message,
+                &candidates(|w| !matches!(w, Write::Create { .. })),
+            ))),
+            Err(Failure::AlreadyExists(message)) => Err(StoreError::AlreadyExists(
+                self.failed_path(&message, &candidates(|w| matches!(w, Write::Create { .. }))),
+            )),
+            Err(Failure::PreconditionFailed(message)) => {
+                Err(StoreError::PreconditionFailed(self.failed_path(
+                    &message,
+                    &candidates(|w| !matches!(w, Write::Create { .. })),
+                )))
             }
             Err(other) => Err(unavailable(
                 "commit",
@@ -435,13 +589,87 @@ impl DocumentStore for FirestoreStore {
 }
 
 impl FirestoreStore {
+    /// A collection-group query of `collection_id` (with an optional `where` filter) under the
+    /// document whose `:runQuery` URL is `url`: every document found, with its full name.
+    async fn group_query(
+        &self,
+        url: &str,
+        collection_id: &str,
+        filter: Option<Value>,
+    ) -> Result<Vec<(String, Document)>, Failure> {
+        // No orderBy: a collection-group order needs a composite index in production.
+        let mut query = json!({
+            "structuredQuery": {
+                "from": [{ "collectionId": collection_id, "allDescendants": true }]
+            }
+        });
+        if let Some(filter) = filter {
+            query["structuredQuery"]["where"] = filter;
+        }
+        let answer = self
+            .with_retries(true, || self.call(self.http.post(url).json(&query)))
+            .await
+            .result?;
+        // A stream of results, each with a `document` except the bookkeeping ones.
+        let results = answer
+            .as_array()
+            .ok_or_else(|| Failure::Unknown("the query answer is not a list".into()))?;
+        results
+            .iter()
+            .filter_map(|r| r.get("document"))
+            .map(|d| {
+                let name = d
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                decode_document(d)
+                    .map(|doc| (name, doc))
+                    .map_err(Failure::Unknown)
+            })
+            .collect()
+    }
+}
+
+/// The version each write of a commit left: `writeResults[i].updateTime` (none for a delete).
+fn commit_versions(answer: &Value, writes: &[Write]) -> Result<Vec<Option<Version>>, String> {
+    let results = answer
+        .get("writeResults")
+        .and_then(Value::as_array)
+        .ok_or("the commit answer has no writeResults")?;
+    if results.len() != writes.len() {
+        return Err("the commit answer has the wrong number of writeResults".into());
+    }
+    writes
+        .iter()
+        .zip(results)
+        .map(|(write, result)| match write {
+            Write::Delete { .. } => Ok(None),
+            _ => result
+                .get("updateTime")
+                .and_then(Value::as_str)
+                .and_then(Version::parse)
+                .map(Some)
+                .ok_or_else(|| "a write result has no updateTime".to_owned()),
+        })
+        .collect()
+}
+
+impl FirestoreStore {
     fn encode_write(&self, write: &Write) -> Value {
-        match write {
+        let condition_of = |p: &Precondition| match p {
+            Precondition::Exists => Some(json!({ "exists": true })),
+            Precondition::At(version) => Some(json!({ "updateTime": version.as_str() })),
+            Precondition::None => None,
+        };
+        let mut encoded = match write {
             Write::Create { path, fields } => json!({
                 "update": { "name": self.doc_name(path), "fields": encode_fields(fields) },
                 "currentDocument": { "exists": false },
             }),
-            Write::Update { path, fields, mask } => json!({
+            Write::Update {
+                path, fields, mask, ..
+            } => json!({
                 "update": {
                     "name": self.doc_name(path),
                     "fields": encode_fields(&masked(fields, mask)),
@@ -449,21 +677,19 @@ impl FirestoreStore {
                 "updateMask": {
                     "fieldPaths": mask.iter().map(|m| quote_field_path(m)).collect::<Vec<_>>(),
                 },
-                "currentDocument": { "exists": true },
             }),
-            Write::Delete { path } => json!({
-                "delete": self.doc_name(path),
-                "currentDocument": { "exists": true },
-            }),
-            // An update with an empty mask touches no field (the emulator leaves even the
-            // update time alone) but still checks its precondition, and, unlike an update
-            // without a mask, does not replace the document.
-            Write::RequireExists { path } => json!({
-                "update": { "name": self.doc_name(path) },
-                "updateMask": { "fieldPaths": [] },
-                "currentDocument": { "exists": true },
-            }),
+            Write::Delete { path, .. } => json!({ "delete": self.doc_name(path) }),
+        };
+        let condition = match write {
+            Write::Update { precondition, .. } | Write::Delete { precondition, .. } => {
+                condition_of(precondition)
+            }
+            Write::Create { .. } => None,
+        };
+        if let (Some(condition), Some(object)) = (condition, encoded.as_object_mut()) {
+            object.insert("currentDocument".into(), condition);
         }
+        encoded
     }
 }
 
@@ -533,13 +759,19 @@ fn path_in_message(message: &str, documents_name: &str) -> Option<String> {
     (!segments.is_empty()).then(|| segments.join("/"))
 }
 
-/// A document resource (`{"name", "fields", ...}`) as its fields.
-fn decode_document(doc: &Value) -> Result<Fields, String> {
-    match doc.get("fields") {
-        None => Ok(Fields::new()),
-        Some(Value::Object(fields)) => decode_fields(fields),
-        Some(_) => Err("document fields are not an object".into()),
-    }
+/// A document resource (`{"name", "fields", "updateTime", ...}`) as a [`Document`].
+fn decode_document(doc: &Value) -> Result<Document, String> {
+    let fields = match doc.get("fields") {
+        None => Fields::new(),
+        Some(Value::Object(fields)) => decode_fields(fields)?,
+        Some(_) => return Err("document fields are not an object".into()),
+    };
+    let version = doc
+        .get("updateTime")
+        .and_then(Value::as_str)
+        .and_then(Version::parse)
+        .ok_or("the document has no valid updateTime")?;
+    Ok(Document { fields, version })
 }
 
 /// Firestore `fields` (name to typed value) as plain JSON.
@@ -634,7 +866,13 @@ mod tests {
             service_account: None,
             token_url: None,
         };
-        FirestoreStore::new(&config, "demo-p", reqwest::Client::new()).expect("store")
+        FirestoreStore::new(
+            &config,
+            "demo-p",
+            reqwest::Client::new(),
+            Duration::from_secs(1),
+        )
+        .expect("store")
     }
 
     #[test]
@@ -764,19 +1002,41 @@ mod tests {
             service_account: None,
             token_url: None,
         };
-        assert!(FirestoreStore::new(&config, "p", reqwest::Client::new()).is_err());
+        assert!(
+            FirestoreStore::new(&config, "p", reqwest::Client::new(), Duration::from_secs(1))
+                .is_err()
+        );
         let config = FirestoreConfig {
             service_account: Some("{not json".into()),
             ..config
         };
-        assert!(FirestoreStore::new(&config, "p", reqwest::Client::new()).is_err());
+        assert!(
+            FirestoreStore::new(&config, "p", reqwest::Client::new(), Duration::from_secs(1))
+                .is_err()
+        );
         let emulator = FirestoreConfig {
             base_url: "http://127.0.0.1:8080".into(),
             emulator: true,
             service_account: None,
             token_url: None,
         };
-        assert!(FirestoreStore::new(&emulator, "a/b", reqwest::Client::new()).is_err());
-        assert!(FirestoreStore::new(&emulator, "", reqwest::Client::new()).is_err());
+        assert!(
+            FirestoreStore::new(
+                &emulator,
+                "a/b",
+                reqwest::Client::new(),
+                Duration::from_secs(1)
+            )
+            .is_err()
+        );
+        assert!(
+            FirestoreStore::new(
+                &emulator,
+                "",
+                reqwest::Client::new(),
+                Duration::from_secs(1)
+            )
+            .is_err()
+        );
     }
 }

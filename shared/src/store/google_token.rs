@@ -198,6 +198,9 @@ impl GoogleTokenSource {
                 "application/x-www-form-urlencoded",
             )
             .body(body)
+            .timeout(crate::deadline::budget(
+                crate::config::Timeouts::default().request,
+            ))
             .send()
             .await
             .map_err(|e| TokenError(describe(&e)))?;

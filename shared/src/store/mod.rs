@@ -46,6 +46,35 @@ impl DocPath {
     pub fn id(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or_default()
     }
+
+    /// A path as the store names it (`users/u1/...`); `None` unless every segment is an id
+    /// (`[A-Za-z0-9_-]`, 1 to 128), as every path this backend builds is.
+    pub fn parse(path: &str) -> Option<Self> {
+        let segments: Vec<&str> = path.split('/').collect();
+        let valid = segments.len() % 2 == 0 && segments.iter().all(|s| crate::ids::is_id(s));
+        valid.then(|| Self(path.to_owned()))
+    }
+
+    /// The document this one is a child of, e.g. the product of a lock.
+    pub fn parent(&self) -> Option<Self> {
+        let mut segments: Vec<&str> = self.0.split('/').collect();
+        if segments.len() < 4 {
+            return None;
+        }
+        segments.truncate(segments.len() - 2);
+        Some(Self(segments.join("/")))
+    }
+
+    /// The segment after `collection`, e.g. the uid after `users`.
+    pub fn segment_after(&self, collection: &str) -> Option<&str> {
+        let mut segments = self.0.split('/');
+        while let Some(s) = segments.next() {
+            if s == collection {
+                return segments.next();
+            }
+        }
+        None
+    }
 }
 
 /// A collection path relative to the database root, e.g. `users/u1/businesses`.
@@ -66,22 +95,97 @@ impl CollectionPath {
     }
 }
 
+/// A document's version: Firestore's `updateTime`, the time of the last commit that changed
+/// it. Commits of one document get strictly increasing times (a write that changes nothing
+/// keeps the old one), so a greater version is a later state. Kept as RFC 3339 UTC with nine
+/// fractional digits: fixed width, so string order is time order for every client.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Version(String);
+
+impl Version {
+    /// Any RFC 3339 timestamp (Firestore sends 0, 3, 6 or 9 fractional digits), normalised.
+    pub fn parse(timestamp: &str) -> Option<Self> {
+        chrono::DateTime::parse_from_rfc3339(timestamp)
+            .ok()
+            .map(|t| Self::at(t.with_timezone(&chrono::Utc)))
+    }
+
+    pub fn at(time: chrono::DateTime<chrono::Utc>) -> Self {
+        Self(time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A stored document: its fields and its version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    pub fields: Fields,
+    pub version: Version,
+}
+
+impl Document {
+    /// The document as clients see it: its fields plus the server-managed `version`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut fields = self.fields.clone();
+        fields.insert(
+            "version".into(),
+            serde_json::Value::String(self.version.as_str().to_owned()),
+        );
+        serde_json::Value::Object(fields)
+    }
+}
+
+/// What must hold of a document for a write to it to apply.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Precondition {
+    /// The document exists (`NotFound` otherwise).
+    Exists,
+    /// The document is at exactly this version (`PreconditionFailed` otherwise; `NotFound` if
+    /// it is gone): compare-and-set.
+    At(Version),
+    /// Nothing: a delete of a missing document succeeds.
+    None,
+}
+
 /// One write of an atomic [`DocumentStore::commit`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
     /// Creates the document; the commit fails with `AlreadyExists` if it is there.
     Create { path: DocPath, fields: Fields },
-    /// Merges the `mask` fields of `fields` into an existing document (a masked name absent
-    /// from `fields` is removed); the commit fails with `NotFound` if it is missing.
+    /// Merges the `mask` fields of `fields` into the document (a masked name absent from
+    /// `fields` is removed), if `precondition` holds.
     Update {
         path: DocPath,
         fields: Fields,
         mask: Vec<String>,
+        precondition: Precondition,
     },
-    /// Deletes the document; the commit fails with `NotFound` if it is missing.
-    Delete { path: DocPath },
-    /// Changes nothing; the commit fails with `NotFound` if the document is missing.
-    RequireExists { path: DocPath },
+    /// Deletes the document, if `precondition` holds.
+    Delete {
+        path: DocPath,
+        precondition: Precondition,
+    },
+}
+
+impl Write {
+    pub fn path(&self) -> &DocPath {
+        match self {
+            Self::Create { path, .. } | Self::Update { path, .. } | Self::Delete { path, .. } => {
+                path
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -90,18 +194,34 @@ pub enum StoreError {
     NotFound(String),
     #[error("document already exists: {0}")]
     AlreadyExists(String),
+    /// A version precondition did not hold: the document changed since it was read.
+    #[error("document changed: {0}")]
+    PreconditionFailed(String),
+    /// The store could not be reached or refused the call; nothing was written.
     #[error("document store unavailable: {0}")]
     Unavailable(String),
+    /// A write whose outcome is unknown: it was sent, and no answer came back (a timeout, a
+    /// dropped connection, a server error after the request was taken). It may have been
+    /// applied.
+    #[error("document store write outcome unknown: {0}")]
+    Indeterminate(String),
+}
+
+impl StoreError {
+    /// Whether the failed call certainly left the store unchanged.
+    pub fn wrote_nothing(&self) -> bool {
+        !matches!(self, Self::Indeterminate(_))
+    }
 }
 
 /// Every operation is one round trip; none reads before it writes.
 #[async_trait]
 pub trait DocumentStore: Send + Sync {
     /// Reads one document (one read).
-    async fn get(&self, path: &DocPath) -> Result<Option<Fields>, StoreError>;
+    async fn get(&self, path: &DocPath) -> Result<Option<Document>, StoreError>;
 
     /// Every document of one collection (one list call).
-    async fn list(&self, collection: &CollectionPath) -> Result<Vec<Fields>, StoreError>;
+    async fn list(&self, collection: &CollectionPath) -> Result<Vec<Document>, StoreError>;
 
     /// Every document of the collections named `collection_id` anywhere under `parent`
     /// (one query: a collection-group query scoped to `parent`).
@@ -109,23 +229,35 @@ pub trait DocumentStore: Send + Sync {
         &self,
         parent: &DocPath,
         collection_id: &str,
-    ) -> Result<Vec<Fields>, StoreError>;
+    ) -> Result<Vec<Document>, StoreError>;
+
+    /// Every document, with its path, of the collections named `collection_id` in the whole
+    /// database whose string field `field` equals `value` (one collection-group query; in
+    /// production it needs that field's collection-group index, see `docs/deploy.md`).
+    async fn find_in_group(
+        &self,
+        collection_id: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<Vec<(DocPath, Document)>, StoreError>;
 
     /// Creates a document and returns it as stored (one write; `AlreadyExists` if present).
-    async fn create(&self, path: &DocPath, fields: Fields) -> Result<Fields, StoreError>;
+    async fn create(&self, path: &DocPath, fields: Fields) -> Result<Document, StoreError>;
 
     /// Merges the `mask` fields into an existing document and returns the whole document
-    /// as the write left it (one write, no read; `NotFound` if missing).
+    /// as the write left it (one write, no read; `NotFound` if missing). The mask is never
+    /// empty.
     async fn update(
         &self,
         path: &DocPath,
         fields: Fields,
         mask: &[String],
-    ) -> Result<Fields, StoreError>;
+    ) -> Result<Document, StoreError>;
 
     /// Deletes an existing document (one write; `NotFound` if missing).
     async fn delete(&self, path: &DocPath) -> Result<(), StoreError>;
 
-    /// Applies all writes atomically, or none (one write call).
-    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    /// Applies all writes atomically, or none (one write call). Returns, for each write in
+    /// order, the version it left (`None` for a delete).
+    async fn commit(&self, writes: Vec<Write>) -> Result<Vec<Option<Version>>, StoreError>;
 }

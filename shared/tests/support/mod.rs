@@ -61,7 +61,13 @@ pub fn emulator_config(base_url: String) -> FirestoreConfig {
 pub fn emulator_store() -> FirestoreStore {
     let config = emulator_config(format!("http://{}", emulator_host()));
     let project = format!("demo-test-{}", random_suffix());
-    FirestoreStore::new(&config, &project, http_client()).expect("firestore store")
+    FirestoreStore::new(
+        &config,
+        &project,
+        http_client(),
+        std::time::Duration::from_secs(10),
+    )
+    .expect("firestore store")
 }
 
 /// A temporary directory of its own, removed by the caller when it likes.

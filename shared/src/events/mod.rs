@@ -1,0 +1,118 @@
+//! Events: each user's stream of changes, numbered by `seq`, recorded for catch-up and pushed
+//! to every connection of that user.
+//!
+//! The path of a change: [`Outbox::open`] reserves the seq and looks up the user's
+//! connections, concurrently, before the write; the handler writes Firestore; then
+//! [`Outbox::publish`] records the event and pushes it, concurrently (or
+//! [`Outbox::abandon`] marks the seq empty when the write failed). So after the commit the
+//! frame is one round trip from the sockets, and a writer that dies at any point leaves a
+//! missing seq that readers detect ([`replay`]).
+
+mod fanout;
+mod outbox;
+pub mod replay;
+
+pub use fanout::fan_out;
+pub use outbox::Outbox;
+
+use serde_json::{Value, json};
+
+use crate::push::MAX_FRAME_BYTES;
+use crate::registry::RecordedEvent;
+
+pub const BUSINESS_CREATED: &str = "business:created";
+pub const PRODUCT_CREATED: &str = "product:created";
+pub const PRODUCT_UPDATED: &str = "product:updated";
+pub const PRODUCT_DELETED: &str = "product:deleted";
+pub const USER_UPDATED: &str = "user:updated";
+
+/// Names of control frames: they carry no `seq` and cannot be broadcast.
+pub const CONTROL_EVENTS: [&str; 7] = [
+    "pong",
+    "resume:done",
+    "resume:partial",
+    "resync:required",
+    "auth:expiring",
+    "auth:ok",
+    "error",
+];
+
+/// A connection whose token expires within this many seconds is told `auth:expiring`.
+pub const AUTH_EXPIRING_WINDOW_SECS: i64 = 300;
+
+/// The event as it is recorded and sent. One whose frame would exceed API Gateway's limit is
+/// cut down to a notice that names what changed (`truncated: true`), so the client refetches
+/// it; a product's notice is a `product:updated`, whatever the product event was.
+pub fn recorded(seq: u64, name: &str, data: Value) -> RecordedEvent {
+    let event = RecordedEvent {
+        seq,
+        event: name.to_owned(),
+        ts: crate::domain::now_timestamp(),
+        data,
+    };
+    if event_frame(&event).len() <= MAX_FRAME_BYTES {
+        return event;
+    }
+    let mut notice = serde_json::Map::new();
+    for key in ["id", "businessId", "uid", "version"] {
+        if let Some(v) = event.data.get(key) {
+            notice.insert(key.into(), v.clone());
+        }
+    }
+    notice.insert("truncated".into(), Value::Bool(true));
+    let name = if name.starts_with("product:") {
+        PRODUCT_UPDATED
+    } else {
+        name
+    };
+    RecordedEvent {
+        event: name.to_owned(),
+        data: Value::Object(notice),
+        ..event
+    }
+}
+
+/// The wire frame of a recorded event.
+pub fn event_frame(event: &RecordedEvent) -> String {
+    json!({"event": event.event, "seq": event.seq, "ts": event.ts, "data": event.data}).to_string()
+}
+
+/// A control frame (no `seq`).
+pub fn control_frame(event: &str, data: Option<Value>) -> String {
+    let mut frame = json!({"event": event, "ts": crate::domain::now_timestamp()});
+    if let Some(data) = data {
+        frame["data"] = data;
+    }
+    frame.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_events_become_a_truncated_notice() {
+        let big = "x".repeat(MAX_FRAME_BYTES);
+        let event = recorded(
+            7,
+            PRODUCT_CREATED,
+            json!({"id": "p1", "businessId": "b1", "version": "v", "caption": big}),
+        );
+        assert_eq!(event.event, PRODUCT_UPDATED);
+        assert_eq!(
+            event.data,
+            json!({"id": "p1", "businessId": "b1", "version": "v", "truncated": true})
+        );
+        let user = recorded(8, USER_UPDATED, json!({"uid": "u1", "displayName": big}));
+        assert_eq!(user.event, USER_UPDATED);
+        assert_eq!(user.data, json!({"uid": "u1", "truncated": true}));
+        let small = recorded(9, PRODUCT_CREATED, json!({"id": "p1"}));
+        assert_eq!(
+            (small.event.as_str(), small.data),
+            (PRODUCT_CREATED, json!({"id": "p1"}))
+        );
+        let frame: Value = serde_json::from_str(&event_frame(&event)).unwrap();
+        assert_eq!(frame["seq"], 7);
+        assert!(event_frame(&event).len() < 1024);
+    }
+}

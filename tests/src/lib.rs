@@ -3,6 +3,7 @@
 //! a JWKS served on loopback, and a Management API endpoint that records what is pushed.
 //! Requests go in as API Gateway events, through the same Lambda adapters as in the cloud.
 
+pub mod faults;
 mod servers;
 pub mod stand_ins;
 
@@ -18,6 +19,7 @@ use shared::http::Route;
 use shared::ids::ConnectionId;
 use shared::ws::WsRoute;
 
+pub use faults::{Answer, Fault, FaultProxy, Gate, Matcher, RequestRecord, RuleHandle};
 pub use servers::{FirestoreCalls, FirestoreProxy, Jwks, ManagementRecorder};
 
 /// Where the test command started the real components.

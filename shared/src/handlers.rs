@@ -38,8 +38,11 @@ pub(crate) fn store_error(err: StoreError, missing: &str) -> AppError {
         StoreError::PreconditionFailed(_) => {
             AppError::Conflict(format!("the {missing} changed meanwhile; try again"))
         }
-        StoreError::Unavailable(why) | StoreError::Indeterminate(why) => {
-            AppError::internal("document store", why)
+        StoreError::Unavailable(why) => AppError::internal("document store", why),
+        // Sent, and no answer in time: the caller must not assume either outcome.
+        StoreError::Indeterminate(why) => {
+            tracing::error!(detail = why, "a write of unknown outcome");
+            crate::http::out_of_time()
         }
     }
 }

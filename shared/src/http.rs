@@ -190,7 +190,7 @@ impl ApiResponse {
     }
 }
 
-/// The answer when a handler is stopped at its deadline.
+/// The answer when a handler is stopped at its deadline, or a write got no answer.
 pub fn out_of_time() -> AppError {
     AppError::Unavailable(
         "the request did not finish in time; it may or may not have taken effect".into(),

@@ -4,7 +4,9 @@
 //! Requests go in as API Gateway events, through the same Lambda adapters as in the cloud.
 
 pub mod faults;
+pub mod cluster;
 mod servers;
+pub mod sync_client;
 pub mod stand_ins;
 
 use std::collections::HashMap;

@@ -122,7 +122,11 @@ impl Cluster {
         let mut products = Vec::new();
         for i in 0..count {
             let p = self
-                .created(0, &format!("/products/{bid}"), json!({"name": format!("P{i}"), "price": i}))
+                .created(
+                    0,
+                    &format!("/products/{bid}"),
+                    json!({"name": format!("P{i}"), "price": i}),
+                )
                 .await;
             products.push(p["id"].as_str().expect("id").to_owned());
         }
@@ -139,7 +143,11 @@ impl Cluster {
 
     /// Brings every client up to date (over its socket, or over `GET /events` for those
     /// without one) and checks that each holds exactly what Firestore holds.
-    async fn assert_converged(&self, live: &mut [&mut SyncClient], http_only: &mut [&mut SyncClient]) {
+    async fn assert_converged(
+        &self,
+        live: &mut [&mut SyncClient],
+        http_only: &mut [&mut SyncClient],
+    ) {
         for client in live.iter_mut() {
             client.sync().await;
         }
@@ -181,7 +189,12 @@ async fn three_clients(c: &Cluster) -> (SyncClient, SyncClient, SyncClient) {
     (live, away, http)
 }
 
-async fn converge_all(c: &Cluster, live: &mut SyncClient, away: &mut SyncClient, http: &mut SyncClient) {
+async fn converge_all(
+    c: &Cluster,
+    live: &mut SyncClient,
+    away: &mut SyncClient,
+    http: &mut SyncClient,
+) {
     away.connect().await;
     c.assert_converged(&mut [live, away], &mut [http]).await;
 }
@@ -241,7 +254,11 @@ async fn concurrent_creates_updates_and_deletes_of_many_documents_converge() {
                 other => json!(format!("{other} {round} slow")),
             };
             work.push((i % 2, pid.clone(), json!({ field: value })));
-            work.push(((i + 1) % 2, pid.clone(), json!({"name": format!("n{round}-{i}")})));
+            work.push((
+                (i + 1) % 2,
+                pid.clone(),
+                json!({"name": format!("n{round}-{i}")}),
+            ));
         }
     }
     let updates = work
@@ -249,8 +266,13 @@ async fn concurrent_creates_updates_and_deletes_of_many_documents_converge() {
         .map(|(w, pid, body)| c.patch(*w, &bid, pid, body.clone()));
     let delete = async {
         tokio::time::sleep(Duration::from_millis(40)).await;
-        c.call(1, Method::DELETE, &format!("/products/{bid}/{doomed}"), None)
-            .await
+        c.call(
+            1,
+            Method::DELETE,
+            &format!("/products/{bid}/{doomed}"),
+            None,
+        )
+        .await
     };
     let creates = futures_util::future::join_all((0..4).map(|i| {
         c.call(
@@ -298,9 +320,17 @@ async fn recording_fails(fault: Fault, last: bool) {
     let c = Cluster::start(1).await;
     let (bid, products) = c.seed(2).await;
     let (mut live, mut away, mut http) = three_clients(&c).await;
-    let rule = c.stores.dynamodb.add_rule(Matcher::dynamo("PutItem"), fault);
+    let rule = c
+        .stores
+        .dynamodb
+        .add_rule(Matcher::dynamo("PutItem"), fault);
     let (status, body) = c
-        .patch(0, &bid, &products[0], json!({"name": "while the log was down"}))
+        .patch(
+            0,
+            &bid,
+            &products[0],
+            json!({"name": "while the log was down"}),
+        )
         .await;
     assert_eq!(status, 200, "the write is persisted and answered: {body}");
     assert!(rule.hits() > 0, "the fault was hit");
@@ -342,7 +372,11 @@ async fn without_a_seq_nothing_is_written() {
     rule.remove();
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["error"]["code"], "internal");
-    assert_eq!(firestore_truth(&c.stores, UID).await, before, "nothing written");
+    assert_eq!(
+        firestore_truth(&c.stores, UID).await,
+        before,
+        "nothing written"
+    );
     converge_all(&c, &mut live, &mut away, &mut http).await;
 }
 
@@ -362,26 +396,41 @@ async fn firestore_answers_lost_after_the_write_are_recovered_without_a_duplicat
     let (status, body) = c.patch(0, &bid, &products[0], json!({"price": 42})).await;
     assert_eq!((status, rule.hits()), (200, 1), "{body}");
     // A create: applied, answer lost; the repeat finds its own document.
-    let rule = drop_once(Matcher::any().method(Method::POST).path_contains("/products"));
+    let rule = drop_once(
+        Matcher::any()
+            .method(Method::POST)
+            .path_contains("/products"),
+    );
     let (status, body) = c
-        .call(0, Method::POST, &format!("/products/{bid}"), Some(json!({"name": "Once"})))
+        .call(
+            0,
+            Method::POST,
+            &format!("/products/{bid}"),
+            Some(json!({"name": "Once"})),
+        )
         .await;
     assert_eq!((status, rule.hits()), (201, 1), "{body}");
     // A delete: applied, answer lost; the repeat finds it gone.
     let rule = drop_once(Matcher::any().method(Method::DELETE));
     let (status, body) = c
-        .call(0, Method::DELETE, &format!("/products/{bid}/{}", products[1]), None)
+        .call(
+            0,
+            Method::DELETE,
+            &format!("/products/{bid}/{}", products[1]),
+            None,
+        )
         .await;
     assert_eq!((status, rule.hits()), (200, 1), "{body}");
 
     converge_all(&c, &mut live, &mut away, &mut http).await;
     let truth = firestore_truth(&c.stores, UID).await;
-    let named_once = truth
-        .values()
-        .filter(|d| d["name"] == "Once")
-        .count();
+    let named_once = truth.values().filter(|d| d["name"] == "Once").count();
     assert_eq!(named_once, 1, "the repeated create made one product");
-    assert_eq!(live.counters.resyncs, 0, "nothing was lost: {:?}", live.counters);
+    assert_eq!(
+        live.counters.resyncs, 0,
+        "nothing was lost: {:?}",
+        live.counters
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -399,7 +448,11 @@ async fn a_firestore_outage_fails_the_request_and_clients_still_converge() {
     rule.remove();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
-    assert!(rule.hits() >= 2, "retried within the budget: {}", rule.hits());
+    assert!(
+        rule.hits() >= 2,
+        "retried within the budget: {}",
+        rule.hits()
+    );
     let (status, _) = c.patch(0, &bid, &products[0], json!({"name": "y"})).await;
     assert_eq!(status, 200);
     converge_all(&c, &mut live, &mut away, &mut http).await;
@@ -415,7 +468,9 @@ async fn a_slow_firestore_gets_a_json_answer_before_the_deadline() {
         Fault::Delay(Duration::from_secs(6)),
     );
     let started = Instant::now();
-    let (status, body) = c.patch(0, &bid, &products[0], json!({"name": "slow"})).await;
+    let (status, body) = c
+        .patch(0, &bid, &products[0], json!({"name": "slow"}))
+        .await;
     let took = started.elapsed();
     c.stores.firestore.clear_rules();
     // The worker's deadline is the writer lease less a second (2 s here).
@@ -436,10 +491,14 @@ async fn pushes_that_never_arrive_are_caught_up() {
     let (mut live, mut away, mut http) = three_clients(&c).await;
     let management = c.management.as_ref().expect("a push proxy");
     let rule = management.add_rule(
-        Matcher::any().method(Method::POST).path_contains("/@connections/"),
+        Matcher::any()
+            .method(Method::POST)
+            .path_contains("/@connections/"),
         Fault::DropBefore,
     );
-    let (status, _) = c.patch(0, &bid, &products[0], json!({"name": "unheard"})).await;
+    let (status, _) = c
+        .patch(0, &bid, &products[0], json!({"name": "unheard"}))
+        .await;
     assert_eq!(status, 200);
     assert!(rule.hits() >= 1);
     rule.remove();
@@ -480,12 +539,20 @@ async fn kill_the_worker(stage: Stage) {
     let gate = Gate::new();
     let patch = Matcher::any().method(Method::PATCH);
     let (proxy, matcher, fault) = match stage {
-        Stage::BeforeTheFirestoreWrite => (&stores.firestore, patch, Fault::HoldBefore(gate.clone())),
+        Stage::BeforeTheFirestoreWrite => {
+            (&stores.firestore, patch, Fault::HoldBefore(gate.clone()))
+        }
         Stage::AfterTheFirestoreCommit => (&stores.firestore, patch, Fault::Hold(gate.clone())),
-        Stage::AfterRecording => (&stores.dynamodb, Matcher::dynamo("PutItem"), Fault::Hold(gate.clone())),
+        Stage::AfterRecording => (
+            &stores.dynamodb,
+            Matcher::dynamo("PutItem"),
+            Fault::Hold(gate.clone()),
+        ),
         Stage::WhilePushing => (
             management.as_ref().expect("a push proxy"),
-            Matcher::any().method(Method::POST).path_contains("/@connections/"),
+            Matcher::any()
+                .method(Method::POST)
+                .path_contains("/@connections/"),
             Fault::HoldBefore(gate.clone()),
         ),
     };
@@ -507,7 +574,11 @@ async fn kill_the_worker(stage: Stage) {
     assert!(answer.is_err(), "the worker died under the request");
     let name = &firestore_truth(&c.stores, UID).await[&format!("product/{}", products[0])]["name"];
     if stage == Stage::BeforeTheFirestoreWrite {
-        assert_eq!(firestore_truth(&c.stores, UID).await, before, "nothing was written");
+        assert_eq!(
+            firestore_truth(&c.stores, UID).await,
+            before,
+            "nothing was written"
+        );
     } else {
         assert_eq!(name, "the last words", "Firestore has the write");
     }
@@ -548,7 +619,9 @@ async fn a_generation_whose_worker_died_is_failed_by_the_sweeper_and_can_run_aga
     // `processing`.
     let gate = Gate::new();
     let rule = c.stores.firestore.add_rule(
-        Matcher::any().method(Method::PATCH).body_contains("enriched"),
+        Matcher::any()
+            .method(Method::PATCH)
+            .body_contains("enriched"),
         Fault::HoldBefore(gate.clone()),
     );
     let Cluster {
@@ -573,10 +646,15 @@ async fn a_generation_whose_worker_died_is_failed_by_the_sweeper_and_can_run_aga
     rule.remove();
     assert!(answer.is_err());
     let path = format!("product/{pid}");
-    assert_eq!(firestore_truth(&c.stores, UID).await[&path]["status"], "processing");
+    assert_eq!(
+        firestore_truth(&c.stores, UID).await[&path]["status"],
+        "processing"
+    );
     // A second generation meanwhile is refused.
     let body = json!({"businessId": bid, "productId": pid});
-    let (status, _) = c.call(1, Method::POST, "/ai/generate-ad-image", Some(body.clone())).await;
+    let (status, _) = c
+        .call(1, Method::POST, "/ai/generate-ad-image", Some(body.clone()))
+        .await;
     assert_eq!(status, 409);
     // The front's sweeper (every second) fails it once its deadline (the writer lease) passes.
     let started = Instant::now();
@@ -585,14 +663,21 @@ async fn a_generation_whose_worker_died_is_failed_by_the_sweeper_and_can_run_aga
         if truth[&path]["status"] == "failed" {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "still {}", truth[&path]);
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still {}",
+            truth[&path]
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     converge_all(&c, &mut live, &mut away, &mut http).await;
-    let (status, product) = c.call(1, Method::POST, "/ai/generate-ad-image", Some(body)).await;
+    let (status, product) = c
+        .call(1, Method::POST, "/ai/generate-ad-image", Some(body))
+        .await;
     assert_eq!(status, 200, "{product}");
     assert_eq!(product["status"], "enriched");
-    c.assert_converged(&mut [&mut live, &mut away], &mut [&mut http]).await;
+    c.assert_converged(&mut [&mut live, &mut away], &mut [&mut http])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -603,7 +688,10 @@ async fn a_product_set_processing_by_a_service_is_failed_after_its_timeout() {
     // n8n's path: a service PATCH, then nothing (its run died).
     let response = c
         .http
-        .patch(format!("{}/products/update/{bid}/{}", c.workers[0].base, products[0]))
+        .patch(format!(
+            "{}/products/update/{bid}/{}",
+            c.workers[0].base, products[0]
+        ))
         .header("x-service-key", SERVICE_KEY)
         .header("x-on-behalf-of", UID)
         .json(&json!({"status": "processing"}))
@@ -618,6 +706,84 @@ async fn a_product_set_processing_by_a_service_is_failed_after_its_timeout() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The processing timeout of this cluster is 5 s, the sweep every second.
-    assert!(started.elapsed() >= Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     converge_all(&c, &mut live, &mut away, &mut http).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The critical path and what an event costs
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_the_commit_only_the_push_stands_between_a_write_and_the_sockets() {
+    let c = Cluster::start(1).await;
+    let (bid, products) = c.seed(1).await;
+    let mut live = c.live_client("live").await;
+    live.sync().await;
+    c.stores.dynamodb.reset_log();
+    c.stores.firestore.reset_log();
+    // Hold the recording of the event: the frame must reach the socket anyway, since the
+    // record and the push go out together after the commit.
+    let gate = Gate::new();
+    let rule = c
+        .stores
+        .dynamodb
+        .add_rule(Matcher::dynamo("PutItem"), Fault::Hold(gate.clone()));
+    let write = c.patch(0, &bid, &products[0], json!({"name": "fast"}));
+    let watch = async {
+        gate.reached().await;
+        let mark = live.mark();
+        live.drain(Duration::from_millis(500)).await;
+        let arrived = live.mark() > mark;
+        gate.release();
+        arrived
+    };
+    let ((status, body), arrived) = tokio::join!(write, watch);
+    rule.remove();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        arrived,
+        "the frame arrived while its recording was still held"
+    );
+
+    // What one event cost, and in which order: the seq and the connections before the
+    // write (together), the record after it.
+    let dynamo: Vec<(String, std::time::Instant)> = c
+        .stores
+        .dynamodb
+        .requests()
+        .into_iter()
+        .filter_map(|r| Some((r.target?.rsplit('.').next()?.to_owned(), r.at)))
+        .collect();
+    let ops: Vec<&str> = dynamo.iter().map(|(op, _)| op.as_str()).collect();
+    let mut sorted = ops.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        ["PutItem", "Query", "UpdateItem"],
+        "2 writes and 1 query: {ops:?}"
+    );
+    let commit = c
+        .stores
+        .firestore
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::PATCH)
+        .expect("the Firestore write")
+        .at;
+    for (op, at) in &dynamo {
+        let before = *at < commit;
+        let expected = op != "PutItem";
+        assert_eq!(
+            before,
+            expected,
+            "{op} {} the write",
+            if before { "before" } else { "after" }
+        );
+    }
+    live.sync().await;
 }

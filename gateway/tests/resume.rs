@@ -57,7 +57,10 @@ async fn a_large_backlog_is_replayed_in_bounded_steps_and_a_huge_one_resyncs() {
         match last["event"].as_str() {
             Some("resume:partial") => {
                 assert_eq!(last["data"]["seq"], since);
-                assert_eq!(last["data"]["retryAfterMs"], 0, "a page limit: go on at once");
+                assert_eq!(
+                    last["data"]["retryAfterMs"], 0,
+                    "a page limit: go on at once"
+                );
             }
             Some("resume:done") => {
                 assert_eq!(last["data"]["seq"], total);
@@ -70,7 +73,11 @@ async fn a_large_backlog_is_replayed_in_bounded_steps_and_a_huge_one_resyncs() {
 
     // Further behind than the documented limit: a bootstrap is cheaper than the replay.
     for _ in 0..MAX_RESUME_BACKLOG {
-        Outbox::open(&app, &alice).await.unwrap().abandon(true).await;
+        Outbox::open(&app, &alice)
+            .await
+            .unwrap()
+            .abandon(true)
+            .await;
     }
     send(&mut ws, json!({"action": "resume", "since": 10})).await;
     let frame = next(&mut ws).await;

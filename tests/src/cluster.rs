@@ -163,7 +163,10 @@ async fn wait_for_banner(log: &Path) -> String {
 
 /// What Firestore holds for `uid` in `stores`' project, read around the proxies: the
 /// profile, the businesses and the products, by path, as plain fields.
-pub async fn firestore_truth(stores: &Stores, uid: &str) -> std::collections::BTreeMap<String, Value> {
+pub async fn firestore_truth(
+    stores: &Stores,
+    uid: &str,
+) -> std::collections::BTreeMap<String, Value> {
     use shared::store::DocumentStore;
     let config = shared::config::FirestoreConfig {
         base_url: format!("http://{}", stores.firestore_host),

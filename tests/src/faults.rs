@@ -726,6 +726,8 @@ pub struct RequestRecord {
     pub body: Bytes,
     /// The fault applied, if a rule matched.
     pub fault: Option<Fault>,
+    /// When it arrived, to order requests across proxies.
+    pub at: std::time::Instant,
 }
 
 impl RequestRecord {
@@ -743,6 +745,7 @@ impl RequestRecord {
             headers: parts.headers.clone(),
             body,
             fault: None,
+            at: std::time::Instant::now(),
         }
     }
 }

@@ -3,11 +3,11 @@
 //! a JWKS served on loopback, and a Management API endpoint that records what is pushed.
 //! Requests go in as API Gateway events, through the same Lambda adapters as in the cloud.
 
-pub mod faults;
 pub mod cluster;
+pub mod faults;
 mod servers;
-pub mod sync_client;
 pub mod stand_ins;
+pub mod sync_client;
 
 use std::collections::HashMap;
 

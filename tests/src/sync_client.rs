@@ -28,7 +28,9 @@ struct Tracked {
 const NOT_FIELDS: [&str; 2] = ["version", "truncated"];
 
 fn version_of(data: &Map<String, Value>) -> Option<String> {
-    data.get("version").and_then(Value::as_str).map(str::to_owned)
+    data.get("version")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// Whether a write at `version` beats what the field holds (no version: always).
@@ -308,8 +310,7 @@ impl SyncClient {
             self.counters.duplicates += 1;
             return;
         }
-        if let (Some(event), Some(data)) = (frame["event"].as_str(), frame["data"].as_object())
-        {
+        if let (Some(event), Some(data)) = (frame["event"].as_str(), frame["data"].as_object()) {
             self.model.apply(event, data);
         }
         self.counters.events_applied += 1;
@@ -373,7 +374,13 @@ impl SyncClient {
     pub async fn sync(&mut self) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            assert!(Instant::now() < deadline, "{}: not in sync within {PATIENCE:?} (mark {}, seen {:?})", self.name, self.mark, self.seen);
+            assert!(
+                Instant::now() < deadline,
+                "{}: not in sync within {PATIENCE:?} (mark {}, seen {:?})",
+                self.name,
+                self.mark,
+                self.seen
+            );
             self.send(json!({"action": "ping"})).await;
             let head = loop {
                 let frame = self

@@ -787,3 +787,37 @@ async fn after_the_commit_only_the_push_stands_between_a_write_and_the_sockets()
     }
     live.sync().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resume_that_races_a_recording_waits_instead_of_resyncing() {
+    let c = Cluster::start(1).await;
+    let (bid, products) = c.seed(1).await;
+    let mut away = c.live_client("away").await;
+    away.sync().await;
+    away.disconnect().await;
+    let gate = Gate::new();
+    let rule = c
+        .stores
+        .dynamodb
+        .add_rule(Matcher::dynamo("PutItem"), Fault::HoldBefore(gate.clone()));
+    let write = c.patch(0, &bid, &products[0], json!({"name": "in flight"}));
+    let watch = async {
+        gate.reached().await;
+        // The seq is reserved, the write committed, the entry not yet recorded.
+        away.connect().await;
+        let answer = away.resume_answer().await;
+        gate.release();
+        answer
+    };
+    let ((status, body), answer) = tokio::join!(write, watch);
+    rule.remove();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer, "resume:partial", "told to wait");
+    away.sync().await;
+    assert_eq!(
+        away.counters.resyncs, 0,
+        "not sent to bootstrap: {:?}",
+        away.counters
+    );
+    c.assert_converged(&mut [&mut away], &mut []).await;
+}

@@ -338,6 +338,21 @@ impl SyncClient {
         }
     }
 
+    /// Reads frames, applying events, until the answer to the last `resume`; returns its name
+    /// (`resume:done`, `resume:partial` or `resync:required`; the client has acted on it).
+    pub async fn resume_answer(&mut self) -> String {
+        loop {
+            let frame = self
+                .next_frame(PATIENCE)
+                .await
+                .unwrap_or_else(|| panic!("{}: no answer to resume", self.name));
+            let name = frame["event"].as_str().unwrap_or_default().to_owned();
+            if let Some(Control::Done | Control::Again) = self.on_frame(frame).await {
+                return name;
+            }
+        }
+    }
+
     /// Handles one frame; control frames drive resumes and resyncs.
     async fn on_frame(&mut self, frame: Value) -> Option<Control> {
         let data = frame["data"].clone();

@@ -1,6 +1,6 @@
-// Helpers shared by the browser tests (demo.test.mjs, generate.test.mjs): the gateway, the
-// browser, a cuttable TCP proxy, condition-based waits. Not a test file itself (node --test
-// only runs *.test.mjs and the like).
+// Helpers shared by the browser tests (demo.test.mjs, generate.test.mjs, convergence.test.mjs):
+// the gateway, the browser, a cuttable TCP proxy, condition-based waits. Not a test file itself
+// (node --test only runs *.test.mjs and the like).
 
 import { spawn } from 'node:child_process';
 import { accessSync, constants, createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
@@ -76,9 +76,10 @@ export async function startGateway(tmp, args = []) {
   const port = await freePort();
   const logFile = path.join(tmp, 'gateway.log');
   const out = createWriteStream(logFile);
-  // The embedded stores and only the AI settings given in `args`: drop the variables that
-  // would point it elsewhere (scripts/test exports FIRESTORE_EMULATOR_HOST and
-  // DYNAMODB_ENDPOINT for the Rust suites; an AI_API_KEY would select a real provider).
+  // The embedded stores, unless `args` name others (convergence.test.mjs passes
+  // --firestore-emulator and --dynamodb-endpoint), and only the AI settings given in `args`: drop
+  // the variables that would point it elsewhere (scripts/test exports FIRESTORE_EMULATOR_HOST
+  // and DYNAMODB_ENDPOINT for the Rust suites; an AI_API_KEY would select a real provider).
   const env = { ...process.env };
   for (const key of ['FIRESTORE_EMULATOR_HOST', 'DYNAMODB_ENDPOINT', 'HOST', 'PORT', 'DATA_DIR']) delete env[key];
   for (const key of Object.keys(env)) if (key.startsWith('AI_')) delete env[key];

@@ -351,6 +351,9 @@ async function signIn(newUid) {
 // ---------------------------------------------------------------- wiring
 
 function init() {
+  // The signed-in sync client (null when signed out): the browser tests read its state
+  // (browser-tests/convergence.test.mjs).
+  Object.defineProperty(window, 'syncClient', { get: () => client });
   $('#login-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const value = $('#uid').value.trim();

@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use adsync::auth::{Authenticator, Principal, emulator_token};
+use adsync::config::AuthConfig;
+use adsync::error::AppError;
+use adsync::ids::Uid;
 use auth_keys::{KEY_1, KEY_2, TestKey};
 use axum::Router;
 use axum::extract::State;
@@ -20,10 +24,6 @@ use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use shared::auth::{Authenticator, Principal, emulator_token};
-use shared::config::AuthConfig;
-use shared::error::AppError;
-use shared::ids::Uid;
 
 const PROJECT: &str = "demo-ads";
 const ISSUER: &str = "https://securetoken.google.com/demo-ads";

@@ -6,13 +6,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use adsync::ids::{ConnectionId, Uid};
+use adsync::registry::dynamo::{DynamoRegistry, create_table};
+use adsync::registry::memory::MemoryRegistry;
+use adsync::registry::{Connection, ConnectionRegistry, EventLog, LogEntry, RecordedEvent};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
-use shared::ids::{ConnectionId, Uid};
-use shared::registry::dynamo::{DynamoRegistry, create_table};
-use shared::registry::memory::MemoryRegistry;
-use shared::registry::{Connection, ConnectionRegistry, EventLog, LogEntry, RecordedEvent};
 
 /// Both ports, as one object under test.
 trait Registry: ConnectionRegistry + EventLog {}

@@ -8,11 +8,11 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::json;
-use shared::store::memory::MemoryStore;
-use shared::store::{
+use adsync::store::memory::MemoryStore;
+use adsync::store::{
     CollectionPath, DocPath, Document, DocumentStore, Fields, Precondition, StoreError, Write,
 };
+use serde_json::json;
 use support::{business, fields, product, uid};
 
 // ---------------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ async fn list_follows_pages(store: &dyn DocumentStore) {
     let all = store
         .list(&CollectionPath::products(
             &uid("alice"),
-            &shared::ids::BusinessId::parse("b1").expect("id"),
+            &adsync::ids::BusinessId::parse("b1").expect("id"),
         ))
         .await
         .expect("list");
@@ -449,7 +449,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    super::$name(&shared::store::memory::MemoryStore::new()).await;
+                    super::$name(&adsync::store::memory::MemoryStore::new()).await;
                 }
             )*
         }
@@ -558,7 +558,7 @@ async fn a_persistent_memory_store_survives_a_reopen() {
 mod firestore_calls {
     use super::*;
     use crate::support::{CountingProxy, emulator_config, http_client, random_suffix};
-    use shared::store::firestore::FirestoreStore;
+    use adsync::store::firestore::FirestoreStore;
 
     #[tokio::test]
     async fn every_operation_is_one_http_call_and_writes_never_read() {
@@ -674,10 +674,10 @@ mod firestore_calls {
 mod firestore_failures {
     use super::*;
     use crate::support::{emulator_config, http_client, serve};
+    use adsync::store::firestore::FirestoreStore;
     use axum::Router;
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    use shared::store::firestore::FirestoreStore;
 
     async fn store_answered_by(status: StatusCode, body: &'static str) -> FirestoreStore {
         let router = Router::new().fallback(move || async move { (status, body).into_response() });
@@ -829,6 +829,10 @@ mod google_token {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
+    use adsync::config::FirestoreConfig;
+    use adsync::store::firestore::FirestoreStore;
+    use adsync::store::google_token::{CLOUD_PLATFORM_SCOPE, GoogleTokenSource};
+    use adsync::store::{DocPath, DocumentStore, StoreError};
     use axum::extract::{Request, State};
     use axum::http::StatusCode;
     use axum::response::{IntoResponse, Response};
@@ -837,10 +841,6 @@ mod google_token {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
     use secrecy::{ExposeSecret, SecretString};
     use serde_json::{Value, json};
-    use shared::config::FirestoreConfig;
-    use shared::store::firestore::FirestoreStore;
-    use shared::store::google_token::{CLOUD_PLATFORM_SCOPE, GoogleTokenSource};
-    use shared::store::{DocPath, DocumentStore, StoreError};
 
     use crate::support::{fields, fixture, http_client, serve, uid};
 

@@ -30,7 +30,7 @@ impl Stores {
     pub async fn start() -> Self {
         let firestore_host = required("FIRESTORE_EMULATOR_HOST");
         let dynamodb = required("DYNAMODB_SERIAL_ENDPOINT");
-        let suffix = shared::ids::Uid::generate().as_str().to_lowercase();
+        let suffix = adsync::ids::Uid::generate().as_str().to_lowercase();
         Self {
             firestore: FaultProxy::start(&firestore_host).await,
             dynamodb: FaultProxy::start(&dynamodb).await,
@@ -167,28 +167,28 @@ pub async fn firestore_truth(
     stores: &Stores,
     uid: &str,
 ) -> std::collections::BTreeMap<String, Value> {
-    use shared::store::DocumentStore;
-    let config = shared::config::FirestoreConfig {
+    use adsync::store::DocumentStore;
+    let config = adsync::config::FirestoreConfig {
         base_url: format!("http://{}", stores.firestore_host),
         emulator: true,
         service_account: None,
         token_url: None,
     };
-    let store = shared::store::firestore::FirestoreStore::new(
+    let store = adsync::store::firestore::FirestoreStore::new(
         &config,
         &stores.project_id,
         reqwest::Client::new(),
         Duration::from_secs(10),
     )
     .expect("a store on the emulator");
-    let user = shared::ids::Uid::parse(uid).expect("uid");
-    let user_path = shared::store::DocPath::user(&user);
+    let user = adsync::ids::Uid::parse(uid).expect("uid");
+    let user_path = adsync::store::DocPath::user(&user);
     let mut truth = std::collections::BTreeMap::new();
     if let Some(doc) = store.get(&user_path).await.expect("read the profile") {
         truth.insert("user".to_owned(), Value::Object(doc.fields));
     }
     let businesses = store
-        .list(&shared::store::CollectionPath::businesses(&user))
+        .list(&adsync::store::CollectionPath::businesses(&user))
         .await
         .expect("list the businesses");
     for doc in businesses {

@@ -11,15 +11,15 @@ pub mod sync_client;
 
 use std::collections::HashMap;
 
+use adsync::App;
+use adsync::config::Config;
+use adsync::http::Route;
+use adsync::ids::ConnectionId;
+use adsync::ws::WsRoute;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use shared::App;
-use shared::config::Config;
-use shared::http::Route;
-use shared::ids::ConnectionId;
-use shared::ws::WsRoute;
 
 pub use faults::{Answer, Fault, FaultProxy, Gate, Matcher, RequestRecord, RuleHandle};
 pub use servers::{FirestoreCalls, FirestoreProxy, Jwks, ManagementRecorder};
@@ -56,7 +56,7 @@ pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tests
 fn unique(prefix: &str) -> String {
     format!(
         "{prefix}-{}",
-        shared::ids::Uid::generate().as_str().to_lowercase()
+        adsync::ids::Uid::generate().as_str().to_lowercase()
     )
 }
 
@@ -118,13 +118,13 @@ impl TestApp {
         let mut config = Config::from_settings(&settings).expect("test configuration");
         tune(&mut config);
 
-        let sdk = shared::app::aws_sdk_config(&config).await;
+        let sdk = adsync::app::aws_sdk_config(&config).await;
         let dynamo = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk)
                 .endpoint_url(&services.dynamodb_endpoint)
                 .build(),
         );
-        shared::registry::dynamo::create_table(&dynamo, &table)
+        adsync::registry::dynamo::create_table(&dynamo, &table)
             .await
             .expect("create the connections table");
 
@@ -182,7 +182,7 @@ impl TestApp {
             Err(err) => {
                 // API Gateway answers unrouted requests itself; the local gateway maps them
                 // the same way as the functions do.
-                let r = shared::http::ApiResponse::error(&err);
+                let r = adsync::http::ApiResponse::error(&err);
                 return Response {
                     status: r.status,
                     headers: r.headers,
@@ -193,7 +193,7 @@ impl TestApp {
         let event = http_api_event(route, &method, path, query, &params, headers, body);
         let request =
             lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event");
-        let response = shared::lambda::serve_http(&self.app, route, request).await;
+        let response = adsync::lambda::serve_http(&self.app, route, request).await;
         let status = response.status();
         let headers = response.headers().clone();
         let body = match response.body() {
@@ -291,7 +291,7 @@ impl TestApp {
         let event = websocket_event(route, connection, query, headers, body);
         let event: ApiGatewayWebsocketProxyRequest =
             serde_json::from_value(event).expect("API Gateway WebSocket event");
-        shared::ws::handle(&self.app, route, event).await
+        adsync::ws::handle(&self.app, route, event).await
     }
 
     /// Connects a socket for `uid` (token in the query string); returns its id.

@@ -648,7 +648,7 @@ async fn a_gone_connection_is_deleted_and_does_not_fail_the_write_or_the_others(
     let remaining = t
         .app
         .connections
-        .of_user(&shared::ids::Uid::parse("alice").unwrap())
+        .of_user(&adsync::ids::Uid::parse("alice").unwrap())
         .await
         .unwrap();
     let ids: Vec<_> = remaining.iter().map(|c| c.id.to_string()).collect();

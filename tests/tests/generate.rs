@@ -2,14 +2,14 @@
 //! (calls counted), a DynamoDB-protocol server, the Management API recorder, and loopback
 //! stand-ins of an OpenAI-compatible API and of Cloud Storage.
 
+use adsync::config::Config;
+use adsync::http::Route;
+use adsync::ids::{BusinessId, ProductId, Uid};
+use adsync::store::DocPath;
 use http::{Method, StatusCode};
 use integration_tests::stand_ins::{API_KEY, Ai, BUCKET, CAPTION, Google, ImageAnswer, png};
 use integration_tests::{FirestoreCalls, TestApp};
 use serde_json::{Value, json};
-use shared::config::Config;
-use shared::http::Route;
-use shared::ids::{BusinessId, ProductId, Uid};
-use shared::store::DocPath;
 
 async fn spawn(ai: &Ai, google: &Google, timeout_secs: u64) -> TestApp {
     let mut settings = ai.settings(timeout_secs);
@@ -293,7 +293,7 @@ async fn the_sweeper_fails_products_stuck_past_their_deadline_with_an_event() {
     let posts = t.gateway.post_count();
 
     t.firestore.calls.reset();
-    let sweep = shared::generate::sweep_stuck(&t.app).await.unwrap();
+    let sweep = adsync::generate::sweep_stuck(&t.app).await.unwrap();
     assert_eq!((sweep.processing, sweep.failed), (2, 1));
     assert_eq!(
         t.firestore.calls.get(),
@@ -319,7 +319,7 @@ async fn the_sweeper_fails_products_stuck_past_their_deadline_with_an_event() {
     assert_eq!(event["data"]["status"], "failed");
     assert_eq!(event["data"]["version"], doc.version.as_str());
     // Nothing left to do.
-    let again = shared::generate::sweep_stuck(&t.app).await.unwrap();
+    let again = adsync::generate::sweep_stuck(&t.app).await.unwrap();
     assert_eq!((again.processing, again.failed), (1, 0));
 }
 
@@ -413,7 +413,7 @@ fn the_image_functions_refuse_to_start_without_their_settings() {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        shared::lambda::check_route_config(&Config::from_settings(&s).unwrap(), route)
+        adsync::lambda::check_route_config(&Config::from_settings(&s).unwrap(), route)
     };
     let err = check(&[], Route::GenerateAdImage).unwrap_err();
     assert!(err.0.contains("STORAGE_BUCKET"), "{err}");

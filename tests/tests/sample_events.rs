@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use adsync::http::Route;
+use adsync::ids::{BusinessId, ProductId, Uid};
+use adsync::store::DocPath;
+use adsync::ws::WsRoute;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use integration_tests::TestApp;
 use serde_json::{Value, json};
-use shared::http::Route;
-use shared::ids::{BusinessId, ProductId, Uid};
-use shared::store::DocPath;
-use shared::ws::WsRoute;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -131,7 +131,7 @@ async fn every_sample_event_runs_through_its_handler() {
                 );
                 let request = lambda_http::request::from_str(&event.to_string())
                     .unwrap_or_else(|e| panic!("events/{stem}.json is not an HTTP API event: {e}"));
-                let response = shared::lambda::serve_http(&t.app, route, request).await;
+                let response = adsync::lambda::serve_http(&t.app, route, request).await;
                 let status = response.status();
                 assert!(
                     status.is_success(),
@@ -149,7 +149,7 @@ async fn every_sample_event_runs_through_its_handler() {
                     request.request_context.route_key.as_deref(),
                     Some(route.key())
                 );
-                let response = shared::ws::handle(&t.app, route, request).await;
+                let response = adsync::ws::handle(&t.app, route, request).await;
                 assert_eq!(
                     response.status_code, 200,
                     "events/{stem}.json: {:?}",
@@ -159,7 +159,7 @@ async fn every_sample_event_runs_through_its_handler() {
             }
             Function::Sweep => {
                 assert_eq!(event["detail-type"], "Scheduled Event");
-                shared::generate::sweep_stuck(&t.app)
+                adsync::generate::sweep_stuck(&t.app)
                     .await
                     .unwrap_or_else(|e| panic!("events/{stem}.json: {e}"));
                 swept = true;
@@ -302,10 +302,10 @@ fn the_functions_deadlines_are_the_template_timeouts_and_under_the_writer_lease(
     // A seq or a generation older than the lease is taken for a dead writer's: no function
     // may run that long.
     let longest = timeouts.values().max().copied().unwrap_or_default();
-    let lease = shared::config::Timing::default().writer_lease.as_secs();
+    let lease = adsync::config::Timing::default().writer_lease.as_secs();
     assert!(
         longest + 10 <= lease,
         "{longest} s against a lease of {lease} s"
     );
-    assert!(shared::config::MIN_WRITER_LEASE.as_secs() >= longest + 10);
+    assert!(adsync::config::MIN_WRITER_LEASE.as_secs() >= longest + 10);
 }

@@ -2,12 +2,12 @@
 //! delivers binary bodies (base64, `isBase64Encoded: true`), with Cloud Storage and Google's
 //! token endpoint played by a loopback stand-in and Firestore calls counted.
 
+use adsync::http::Route;
 use base64::Engine as _;
 use http::{Method, StatusCode};
 use integration_tests::stand_ins::{ACCESS_TOKEN, BUCKET, Google, png};
 use integration_tests::{FirestoreCalls, SERVICE_KEY, TestApp, http_api_event};
 use serde_json::{Value, json};
-use shared::http::Route;
 
 const JPEG: &[u8] = &[
     0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0, 1, 0xFF, 0xD9,
@@ -43,7 +43,7 @@ async fn upload(
         event["isBase64Encoded"] = json!(true);
     }
     let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway event");
-    let response = shared::lambda::serve_http(&t.app, route, request).await;
+    let response = adsync::lambda::serve_http(&t.app, route, request).await;
     let body = serde_json::from_slice(response.body().as_ref()).expect("a JSON body");
     (response.status(), body)
 }

@@ -1,12 +1,12 @@
 //! The WebSocket routes as API Gateway invokes them, with replies and pushes recorded at the
 //! Management API.
 
+use adsync::events::Outbox;
+use adsync::ids::{ConnectionId, Uid};
+use adsync::ws::WsRoute;
 use http::Method;
 use integration_tests::TestApp;
 use serde_json::{Value, json};
-use shared::events::Outbox;
-use shared::ids::{ConnectionId, Uid};
-use shared::ws::WsRoute;
 
 fn uid(s: &str) -> Uid {
     Uid::parse(s).unwrap()

@@ -1,6 +1,6 @@
 //! The Lambda of POST /ai/generate-ad-image.
 
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::run_http(shared::http::Route::GenerateAdImage).await
+async fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::run_http(adsync::http::Route::GenerateAdImage).await
 }

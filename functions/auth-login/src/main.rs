@@ -1,6 +1,6 @@
 //! The Lambda of POST /auth/login.
 
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::run_http(shared::http::Route::Login).await
+async fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::run_http(adsync::http::Route::Login).await
 }

@@ -1,6 +1,6 @@
 //! The Lambda of POST /businesses.
 
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::run_http(shared::http::Route::CreateBusiness).await
+async fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::run_http(adsync::http::Route::CreateBusiness).await
 }

@@ -1,6 +1,6 @@
 //! The Lambda of POST /products/{businessId}.
 
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::run_http(shared::http::Route::CreateProduct).await
+async fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::run_http(adsync::http::Route::CreateProduct).await
 }

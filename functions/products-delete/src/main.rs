@@ -1,6 +1,6 @@
 //! The Lambda of DELETE /products/{businessId}/{productId}.
 
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::run_http(shared::http::Route::DeleteProduct).await
+async fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::run_http(adsync::http::Route::DeleteProduct).await
 }

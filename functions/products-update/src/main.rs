@@ -1,6 +1,6 @@
 //! The Lambda of PATCH /products/update/{businessId}/{productId}.
 
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::run_http(shared::http::Route::UpdateProduct).await
+async fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::run_http(adsync::http::Route::UpdateProduct).await
 }

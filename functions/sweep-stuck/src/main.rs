@@ -1,6 +1,6 @@
 //! The scheduled Lambda that marks products stuck in `processing` as `failed`.
 
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::run_sweeper().await
+async fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::run_sweeper().await
 }

@@ -1,6 +1,6 @@
 //! The Lambda of WebSocket $connect.
 
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::run_ws(shared::ws::WsRoute::Connect).await
+async fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::run_ws(adsync::ws::WsRoute::Connect).await
 }

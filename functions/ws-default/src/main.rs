@@ -1,6 +1,6 @@
 //! The Lambda of WebSocket $default (ping, resume, auth).
 
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::run_ws(shared::ws::WsRoute::Default).await
+async fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::run_ws(adsync::ws::WsRoute::Default).await
 }

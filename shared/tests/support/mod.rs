@@ -7,16 +7,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use adsync::config::FirestoreConfig;
+use adsync::ids::{BusinessId, ProductId, Uid};
+use adsync::store::firestore::FirestoreStore;
+use adsync::store::{DocPath, Fields};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use rand::Rng;
 use serde_json::Value;
-use shared::config::FirestoreConfig;
-use shared::ids::{BusinessId, ProductId, Uid};
-use shared::store::firestore::FirestoreStore;
-use shared::store::{DocPath, Fields};
 
 pub const EMULATOR_MISSING: &str =
     "FIRESTORE_EMULATOR_HOST is not set: run scripts/test, which starts the Firestore emulator";

@@ -5,15 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use adsync::images::ImageKind;
+use adsync::images::ImageStore;
+use adsync::images::local::LocalFolder;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
 };
 use axum::response::{IntoResponse, Response};
-use shared::images::ImageKind;
-use shared::images::ImageStore;
-use shared::images::local::LocalFolder;
 
 use crate::{Gateway, StartError};
 
@@ -27,7 +27,7 @@ impl Media {
     /// `{data_dir}/media`, or a fresh temporary folder in memory mode.
     pub fn new(data_dir: &Path, memory: bool, public_base: &str) -> Result<Self, StartError> {
         let dir = if memory {
-            let unique = shared::ids::Uid::generate();
+            let unique = adsync::ids::Uid::generate();
             std::env::temp_dir().join(format!("local-gateway-media-{unique}"))
         } else {
             data_dir.join("media")

@@ -1,17 +1,17 @@
-//! The HTTP API, emulated: each request goes to the route `shared::http::Route` resolves,
+//! The HTTP API, emulated: each request goes to the route `adsync::http::Route` resolves,
 //! through the same `dispatch` the Lambda adapter calls.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use adsync::AppError;
+use adsync::http::{ApiRequest, ApiResponse, Route, dispatch, preflight};
+use adsync::ids::Uid;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use shared::AppError;
-use shared::http::{ApiRequest, ApiResponse, Route, dispatch, preflight};
-use shared::ids::Uid;
 
 use crate::Gateway;
 
@@ -23,7 +23,7 @@ fn into_response(r: ApiResponse) -> Response {
 
 fn error(gw: &Gateway, err: &AppError, headers: &HeaderMap) -> Response {
     let mut r = ApiResponse::error(err);
-    shared::http::add_cors(
+    adsync::http::add_cors(
         &gw.app.cors_allowed_origins,
         headers.get(http::header::ORIGIN),
         &mut r.headers,
@@ -63,7 +63,7 @@ pub(crate) async fn api(
         body,
     };
     let deadline = gw.deadline(route.timeout());
-    into_response(shared::deadline::scope(deadline, dispatch(&gw.app, route, request)).await)
+    into_response(adsync::deadline::scope(deadline, dispatch(&gw.app, route, request)).await)
 }
 
 /// `GET /dev/token?uid=alice`: an emulator token for that user (local mode only).
@@ -82,7 +82,7 @@ pub(crate) async fn dev_token(
     };
     let lifetime = Duration::from_secs(3600);
     let email = format!("{uid}@example.com");
-    let token = shared::auth::emulator_token(&gw.project_id, &uid, Some(&email), lifetime);
+    let token = adsync::auth::emulator_token(&gw.project_id, &uid, Some(&email), lifetime);
     let expires_at = chrono::Utc::now().timestamp() + 3600;
     (
         StatusCode::OK,

@@ -1,6 +1,6 @@
 //! The local gateway: API Gateway's HTTP API and WebSocket API (with its Management API)
 //! emulated on one port, over the same handlers and adapters the Lambdas run, with embedded
-//! stores by default. Routes come from `shared::http::Route`, the table `template.yaml` is
+//! stores by default. Routes come from `adsync::http::Route`, the table `template.yaml` is
 //! checked against, so the two cannot drift.
 
 mod media;
@@ -14,20 +14,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use adsync::App;
+use adsync::auth::Authenticator;
+use adsync::config::{AiConfig, AuthConfig, FirestoreConfig, Timeouts, Timing};
+use adsync::push::ManagementApiPusher;
+use adsync::registry::dynamo::{DynamoRegistry, create_table};
+use adsync::registry::memory::MemoryRegistry;
+use adsync::store::firestore::FirestoreStore;
+use adsync::store::memory::MemoryStore;
 use aws_sdk_apigatewaymanagement::config::{Credentials, Region, SharedCredentialsProvider};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get};
 use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
-use shared::App;
-use shared::auth::Authenticator;
-use shared::config::{AiConfig, AuthConfig, FirestoreConfig, Timeouts, Timing};
-use shared::push::ManagementApiPusher;
-use shared::registry::dynamo::{DynamoRegistry, create_table};
-use shared::registry::memory::MemoryRegistry;
-use shared::store::firestore::FirestoreStore;
-use shared::store::memory::MemoryStore;
 use tokio::net::TcpListener;
 
 pub use sockets::Limits;
@@ -60,7 +60,7 @@ pub struct Options {
     #[arg(long = "auth", env = "AUTH_MODE", default_value = "emulator", value_parser = ["emulator", "firebase"])]
     pub auth_mode: String,
     /// Where Google's token keys are fetched in `firebase` auth mode.
-    #[arg(long, env = "FIREBASE_JWKS_URL", default_value = shared::config::GOOGLE_JWKS_URL)]
+    #[arg(long, env = "FIREBASE_JWKS_URL", default_value = adsync::config::GOOGLE_JWKS_URL)]
     pub jwks_url: String,
     /// Use a DynamoDB endpoint (moto_server, DynamoDB Local, or AWS's own with the SDK's usual
     /// credentials) instead of the embedded connection table.
@@ -128,7 +128,7 @@ impl Options {
         options.firestore_emulator = None;
         options.google_credentials = None;
         options.auth_mode = "emulator".into();
-        options.jwks_url = shared::config::GOOGLE_JWKS_URL.into();
+        options.jwks_url = adsync::config::GOOGLE_JWKS_URL.into();
         options.dynamodb_endpoint = None;
         options.ai_provider = None;
         options.ai_base_url = None;
@@ -237,7 +237,7 @@ async fn sweep(app: App, interval: Duration) {
         ticks.tick().await;
         let deadline = tokio::time::Instant::now() + interval.min(Duration::from_secs(30));
         if let Err(err) =
-            shared::deadline::scope(deadline, shared::generate::sweep_stuck(&app)).await
+            adsync::deadline::scope(deadline, adsync::generate::sweep_stuck(&app)).await
         {
             tracing::warn!(error = %err, "sweep failed");
         }
@@ -260,9 +260,9 @@ pub struct Running {
 fn document_store(
     options: &Options,
     http: &reqwest::Client,
-) -> Result<Arc<dyn shared::store::DocumentStore>, StartError> {
+) -> Result<Arc<dyn adsync::store::DocumentStore>, StartError> {
     let firestore =
-        |config: FirestoreConfig| -> Result<Arc<dyn shared::store::DocumentStore>, StartError> {
+        |config: FirestoreConfig| -> Result<Arc<dyn adsync::store::DocumentStore>, StartError> {
             let store = FirestoreStore::new(
                 &config,
                 &options.project_id,
@@ -284,7 +284,7 @@ fn document_store(
         let key = std::fs::read_to_string(path)
             .map_err(|e| StartError(format!("service account key {}: {e}", path.display())))?;
         return firestore(FirestoreConfig {
-            base_url: shared::config::FIRESTORE_URL.into(),
+            base_url: adsync::config::FIRESTORE_URL.into(),
             emulator: false,
             service_account: Some(SecretString::from(key)),
             token_url: None,
@@ -357,8 +357,8 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     let store = document_store(&options, &http)?;
 
     let (connections, events): (
-        Arc<dyn shared::registry::ConnectionRegistry>,
-        Arc<dyn shared::registry::EventLog>,
+        Arc<dyn adsync::registry::ConnectionRegistry>,
+        Arc<dyn adsync::registry::EventLog>,
     ) = match &options.dynamodb_endpoint {
         Some(endpoint) => {
             let client = aws_sdk_dynamodb::Client::from_conf(
@@ -414,7 +414,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         options.memory,
         &public_base(addr),
     )?);
-    let ai = shared::app::ai_provider(&ai_config, timeouts.connect)
+    let ai = adsync::app::ai_provider(&ai_config, timeouts.connect)
         .map_err(|e| StartError(e.to_string()))?;
     let app = App {
         store,
@@ -482,9 +482,9 @@ impl Running {
     pub fn banner(&self) -> String {
         let base = format!("http://{}", self.addr);
         let token = |uid: &str| {
-            shared::ids::Uid::parse(uid)
+            adsync::ids::Uid::parse(uid)
                 .map(|u| {
-                    shared::auth::emulator_token(
+                    adsync::auth::emulator_token(
                         &self.options.project_id,
                         &u,
                         Some(&format!("{uid}@example.com")),

@@ -593,7 +593,7 @@ fn backend_path(url: &str) -> Option<String> {
 
 #[test]
 fn the_n8n_workflow_is_well_formed_and_calls_the_backend_as_it_expects() {
-    use shared::http::Route;
+    use adsync::http::Route;
 
     let text = std::fs::read_to_string(WORKFLOW).expect("the workflow file");
     let workflow: Value = serde_json::from_str(&text).expect("valid JSON");

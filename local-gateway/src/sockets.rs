@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use adsync::ids::ConnectionId;
+use adsync::ws::{self, SEC_WEBSOCKET_PROTOCOL, WsRoute};
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
@@ -15,8 +17,6 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use shared::ids::ConnectionId;
-use shared::ws::{self, SEC_WEBSOCKET_PROTOCOL, WsRoute};
 use tokio::sync::mpsc;
 
 use crate::Gateway;
@@ -35,7 +35,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_message: shared::push::MAX_FRAME_BYTES,
+            max_message: adsync::push::MAX_FRAME_BYTES,
             idle_timeout: Duration::from_secs(10 * 60),
             max_duration: Duration::from_secs(2 * 3600),
         }
@@ -168,7 +168,7 @@ pub(crate) async fn upgrade(
     };
     let deadline = gw.deadline(WsRoute::Connect.timeout());
     let answer =
-        shared::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Connect, connect)).await;
+        adsync::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Connect, connect)).await;
     if answer.status_code != 200 {
         let status = u16::try_from(answer.status_code)
             .ok()
@@ -231,7 +231,7 @@ async fn run(gw: Gateway, socket: WebSocket, id: String, ip: String) {
                         let body = text.to_string();
                         if let Some(e) = event(WsRoute::Default, &id, &ip, &HashMap::new(), &HeaderMap::new(), Some(&body)) {
                             let deadline = gw.deadline(WsRoute::Default.timeout());
-                            shared::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Default, e)).await;
+                            adsync::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Default, e)).await;
                         }
                     });
                 }
@@ -281,7 +281,7 @@ async fn run(gw: Gateway, socket: WebSocket, id: String, ip: String) {
         None,
     ) {
         let deadline = gw.deadline(WsRoute::Disconnect.timeout());
-        shared::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Disconnect, e)).await;
+        adsync::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Disconnect, e)).await;
     }
 }
 

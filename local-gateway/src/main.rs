@@ -4,7 +4,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    shared::telemetry::init();
+    adsync::telemetry::init();
     let options = local_gateway::Options::parse();
     let running = local_gateway::start(options).await?;
     println!("{}", running.banner());

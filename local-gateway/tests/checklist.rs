@@ -28,7 +28,7 @@ fn env(name: &str) -> String {
 fn options(backend: Backend) -> Options {
     let mut o = Options::ephemeral();
     if let Backend::Emulators = backend {
-        let unique = shared::ids::Uid::generate().as_str().to_lowercase();
+        let unique = adsync::ids::Uid::generate().as_str().to_lowercase();
         o.firestore_emulator = Some(env("FIRESTORE_EMULATOR_HOST"));
         o.dynamodb_endpoint = Some(env("DYNAMODB_ENDPOINT"));
         o.project_id = format!("demo-gw-{unique}");
@@ -336,7 +336,7 @@ async fn a_socket_is_closed_at_the_maximum_duration_even_when_busy() {
 
 #[tokio::test]
 async fn a_restart_keeps_the_data_and_the_seq() {
-    let dir = std::env::temp_dir().join(format!("gw-data-{}", shared::ids::Uid::generate()));
+    let dir = std::env::temp_dir().join(format!("gw-data-{}", adsync::ids::Uid::generate()));
     let mut o = Options::ephemeral();
     o.memory = false;
     o.data_dir = dir.clone();
@@ -374,8 +374,8 @@ async fn firebase_auth_mode_refuses_emulator_tokens_and_has_no_dev_tokens() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let uid = shared::ids::Uid::parse("alice").unwrap();
-    let token = shared::auth::emulator_token("demo-ads", &uid, None, Duration::from_secs(600));
+    let uid = adsync::ids::Uid::parse("alice").unwrap();
+    let token = adsync::auth::emulator_token("demo-ads", &uid, None, Duration::from_secs(600));
     let r = http
         .post(format!("{base}/auth/login"))
         .bearer_auth(token)

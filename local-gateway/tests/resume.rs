@@ -3,11 +3,11 @@
 
 mod common;
 
+use adsync::events::Outbox;
+use adsync::ids::Uid;
+use adsync::ws::{MAX_RESUME_BACKLOG, RESUME_PAGE};
 use common::{next, send};
 use serde_json::{Value, json};
-use shared::events::Outbox;
-use shared::ids::Uid;
-use shared::ws::{MAX_RESUME_BACKLOG, RESUME_PAGE};
 
 #[tokio::test]
 async fn a_large_backlog_is_replayed_in_bounded_steps_and_a_huge_one_resyncs() {

@@ -15,7 +15,7 @@ use crate::registry::dynamo::DynamoRegistry;
 use crate::registry::{ConnectionRegistry, EventLog};
 use crate::store::DocumentStore;
 use crate::store::firestore::FirestoreStore;
-use crate::store::google_token::GoogleTokenSource;
+use crate::google::GoogleTokenSource;
 
 /// What a handler needs; the ports are injected so the same handlers run on Lambda (Firestore,
 /// DynamoDB) and in the local gateway (embedded stores).

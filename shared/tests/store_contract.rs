@@ -831,7 +831,7 @@ mod google_token {
 
     use adsync::config::FirestoreConfig;
     use adsync::store::firestore::FirestoreStore;
-    use adsync::store::google_token::{CLOUD_PLATFORM_SCOPE, GoogleTokenSource};
+    use adsync::google::{CLOUD_PLATFORM_SCOPE, GoogleTokenSource};
     use adsync::store::{DocPath, DocumentStore, StoreError};
     use axum::extract::{Request, State};
     use axum::http::StatusCode;

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::{AdCreative, AdRequest, AiError, AiProvider, ProductFacts, truncate};
 use crate::config::{ConfigError, OpenAiConfig};
 use crate::images::{Image, ImageKind};
-use crate::store::google_token::describe;
+use crate::outbound::describe;
 
 /// Largest API answer read (a base64 image of a large PNG is a few MB).
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;

@@ -16,7 +16,8 @@ use secrecy::ExposeSecret;
 
 use super::{Image, ImageStore, ObjectName, StorageError};
 use crate::config::StorageConfig;
-use crate::store::google_token::{GoogleTokenSource, describe, percent_encode};
+use crate::google::GoogleTokenSource;
+use crate::outbound::{describe, percent_encode};
 
 /// Where Firebase serves a bucket's objects.
 pub const FIREBASE_DOWNLOAD_URL: &str = "https://firebasestorage.googleapis.com";

@@ -4,7 +4,6 @@
 //! from parsed ids, so a handler can never address another user's documents.
 
 pub mod firestore;
-pub mod google_token;
 pub mod memory;
 
 use async_trait::async_trait;

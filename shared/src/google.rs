@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::ConfigError;
+use crate::outbound::{describe, percent_encode};
 
 /// The scope of every token: Firestore and Cloud Storage are both covered by it.
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -244,46 +245,16 @@ impl GoogleTokenSource {
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters: right for a form value,
-/// a query value and a path segment alike (a space is `%20`, never `+`, which some Google
-/// front ends, the Firestore emulator among them, would keep as a plus).
-pub(crate) fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A short description of a transport failure, without the request's URL or body.
-pub(crate) fn describe(err: &reqwest::Error) -> String {
-    if err.is_timeout() {
-        "timed out".into()
-    } else if err.is_connect() {
-        "could not connect".into()
-    } else if err.is_decode() || err.is_body() {
-        "the response body could not be read".into()
-    } else {
-        "the request failed".into()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn form_encoding_escapes_reserved_characters() {
+    fn the_grant_type_is_form_encoded() {
         assert_eq!(
             percent_encode(JWT_BEARER_GRANT),
             "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
         );
-        assert_eq!(percent_encode("a.b-c_d~e"), "a.b-c_d~e");
-        assert_eq!(percent_encode("a b+/="), "a%20b%2B%2F%3D");
     }
 
     #[test]

@@ -7,27 +7,26 @@ mod media;
 mod rest;
 mod sockets;
 mod static_files;
+pub mod tables;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use adsync::App;
-use adsync::auth::Authenticator;
-use adsync::config::{AiConfig, AuthConfig, FirestoreConfig, Timeouts, Timing};
-use adsync::push::ManagementApiPusher;
-use adsync::registry::dynamo::{DynamoRegistry, create_table};
+use adsync::config::{
+    AiConfig, AiSettings, AuthConfig, AwsCredentials, Config, DynamoConfig, FirestoreConfig,
+    Images, Push, Registry, Store, Timeouts, Timing,
+};
+use adsync::function::Function;
 use adsync::registry::memory::MemoryRegistry;
-use adsync::store::firestore::FirestoreStore;
 use adsync::store::memory::MemoryStore;
-use aws_sdk_apigatewaymanagement::config::{Credentials, Region, SharedCredentialsProvider};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get};
-use clap::Parser;
-use secrecy::{ExposeSecret, SecretString};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 pub use sockets::Limits;
@@ -115,6 +114,9 @@ pub struct Options {
     /// Budget of one generation with the provider, in seconds (default 18, at most 25).
     #[arg(long, env = "AI_TIMEOUT_SECONDS")]
     pub ai_timeout_secs: Option<u64>,
+    /// The service key n8n sends (`X-Service-Key`); without it, service calls are refused.
+    #[arg(long, env = "SERVICE_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub service_key: Option<SecretString>,
     /// API Gateway's WebSocket limits (shorter ones in tests).
     #[arg(skip)]
     pub limits: Limits,
@@ -124,20 +126,11 @@ impl Options {
     /// Defaults for tests: in memory, a free port, the offline AI provider, whatever the
     /// environment says.
     pub fn ephemeral() -> Self {
-        let mut options = Self::parse_from(["local-gateway", "--memory", "--port", "0"]);
-        options.firestore_emulator = None;
-        options.google_credentials = None;
-        options.auth_mode = "emulator".into();
-        options.jwks_url = adsync::config::GOOGLE_JWKS_URL.into();
-        options.dynamodb_endpoint = None;
-        options.ai_provider = None;
-        options.ai_base_url = None;
-        options.ai_api_key = None;
-        options.ai_image_model = None;
-        options.ai_chat_model = None;
-        options.ai_image_size = None;
-        options.ai_timeout_secs = None;
-        options
+        // The flags' defaults, with no environment variable read: a test's gateway is the
+        // same on every machine.
+        let command = Self::command().mut_args(|arg| arg.env(None));
+        let matches = command.get_matches_from(["local-gateway", "--memory", "--port", "0"]);
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 
     /// The consistency timing; the lease may be short here (tests), never zero.
@@ -157,35 +150,21 @@ impl Options {
         Ok(timing)
     }
 
-    /// The AI settings, read by the same rules as a deployed function's, except that the
-    /// provider defaults to offline.
+    /// The AI provider, resolved by the same rules as a deployed function's, except that it
+    /// defaults to offline.
     pub fn ai_config(&self) -> Result<AiConfig, StartError> {
-        let mut settings = HashMap::new();
-        let mut set = |key: &str, value: Option<String>| {
-            if let Some(value) = value {
-                settings.insert(key.to_owned(), value);
-            }
+        let settings = AiSettings {
+            provider: self.ai_provider.clone(),
+            base_url: self.ai_base_url.clone(),
+            api_key: self.ai_api_key.clone(),
+            image_model: self.ai_image_model.clone(),
+            chat_model: self.ai_chat_model.clone(),
+            image_size: self.ai_image_size.clone(),
+            timeout_secs: self.ai_timeout_secs,
         };
-        set("AI_PROVIDER", self.ai_provider.clone());
-        set("AI_BASE_URL", self.ai_base_url.clone());
-        set(
-            "AI_API_KEY",
-            self.ai_api_key
-                .as_ref()
-                .map(|k| k.expose_secret().to_owned()),
-        );
-        set("AI_IMAGE_MODEL", self.ai_image_model.clone());
-        set("AI_CHAT_MODEL", self.ai_chat_model.clone());
-        set("AI_IMAGE_SIZE", self.ai_image_size.clone());
-        set(
-            "AI_TIMEOUT_SECONDS",
-            self.ai_timeout_secs.map(|s| s.to_string()),
-        );
-        match AiConfig::from_settings(&settings, Some(AiConfig::Offline)) {
-            Ok(Some(config)) => Ok(config),
-            Ok(None) => Ok(AiConfig::Offline),
-            Err(e) => Err(StartError(e.to_string())),
-        }
+        AiConfig::resolve(settings, Some(AiConfig::Offline))
+            .map(|ai| ai.unwrap_or(AiConfig::Offline))
+            .map_err(|e| StartError(e.to_string()))
     }
 }
 
@@ -255,88 +234,105 @@ pub struct Running {
     router: Router,
 }
 
-/// The document store the options ask for: the Firestore emulator, real Firestore with a
-/// service account key, or the embedded store (on disk, or in memory).
-fn document_store(
-    options: &Options,
-    http: &reqwest::Client,
-) -> Result<Arc<dyn adsync::store::DocumentStore>, StartError> {
-    let firestore =
-        |config: FirestoreConfig| -> Result<Arc<dyn adsync::store::DocumentStore>, StartError> {
-            let store = FirestoreStore::new(
-                &config,
-                &options.project_id,
-                http.clone(),
-                Timeouts::default().request,
-            )
-            .map_err(|e| StartError(e.to_string()))?;
-            Ok(Arc::new(store))
-        };
-    if let Some(host) = &options.firestore_emulator {
-        return firestore(FirestoreConfig {
-            base_url: format!("http://{host}"),
-            emulator: true,
-            service_account: None,
-            token_url: None,
-        });
-    }
-    if let Some(path) = &options.google_credentials {
-        let key = std::fs::read_to_string(path)
-            .map_err(|e| StartError(format!("service account key {}: {e}", path.display())))?;
-        return firestore(FirestoreConfig {
-            base_url: adsync::config::FIRESTORE_URL.into(),
-            emulator: false,
-            service_account: Some(SecretString::from(key)),
-            token_url: None,
-        });
-    }
-    if options.memory {
-        return Ok(Arc::new(MemoryStore::new()));
-    }
-    let store = MemoryStore::persistent(options.data_dir.join("documents.json"))
-        .map_err(|e| StartError(format!("data folder: {e}")))?;
-    Ok(Arc::new(store))
-}
-
-/// DynamoDB's SDK configuration: the SDK's usual credentials and region when the environment
-/// has some (a real table), else the local placeholders (moto, DynamoDB Local).
-async fn dynamodb_sdk_config() -> aws_config::SdkConfig {
-    let has_credentials = [
+/// Whether the environment holds AWS credentials (for a real DynamoDB endpoint).
+fn environment_has_aws_credentials() -> bool {
+    [
         "AWS_ACCESS_KEY_ID",
         "AWS_PROFILE",
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     ]
     .iter()
-    .any(|k| std::env::var_os(k).is_some());
-    if !has_credentials {
-        return local_sdk_config();
-    }
-    let region = aws_config::meta::region::RegionProviderChain::default_provider()
-        .or_else(Region::new("us-east-1"));
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(region)
-        .load()
-        .await
+    .any(|k| std::env::var_os(k).is_some())
 }
 
-fn local_sdk_config() -> aws_config::SdkConfig {
-    // Local endpoints ignore signatures, but the SDK insists on credentials to sign with.
-    aws_config::SdkConfig::builder()
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "local-gateway",
-        )))
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build()
+impl Options {
+    /// The backend these options describe: a backend chosen per port, every setting typed;
+    /// `App::build` does the rest, as it does for the Lambdas. Creates the DynamoDB table when
+    /// one is asked for.
+    async fn config(&self, addr: SocketAddr, media: &media::Media) -> Result<Config, StartError> {
+        let timeouts = Timeouts::default();
+        let retention = Duration::from_secs(self.retention_secs.max(1));
+        let data = |e: &dyn std::fmt::Display| StartError(format!("data folder: {e}"));
+        let store = match (&self.firestore_emulator, &self.google_credentials) {
+            (Some(host), _) => Store::Firestore(FirestoreConfig {
+                base_url: format!("http://{host}"),
+                emulator: true,
+                service_account: None,
+                token_url: None,
+            }),
+            (None, Some(path)) => {
+                let key = std::fs::read_to_string(path).map_err(|e| {
+                    StartError(format!("service account key {}: {e}", path.display()))
+                })?;
+                Store::Firestore(FirestoreConfig {
+                    base_url: adsync::config::FIRESTORE_URL.into(),
+                    emulator: false,
+                    service_account: Some(SecretString::from(key)),
+                    token_url: None,
+                })
+            }
+            (None, None) if self.memory => Store::Embedded(Arc::new(MemoryStore::new())),
+            (None, None) => Store::Embedded(Arc::new(
+                MemoryStore::persistent(self.data_dir.join("documents.json"))
+                    .map_err(|e| data(&e))?,
+            )),
+        };
+        let aws = if self.dynamodb_endpoint.is_some() && environment_has_aws_credentials() {
+            AwsCredentials::Environment
+        } else {
+            AwsCredentials::Placeholder
+        };
+        let registry = match &self.dynamodb_endpoint {
+            Some(endpoint) => {
+                let sdk = adsync::app::aws_sdk_config(aws, &timeouts).await;
+                let client = aws_sdk_dynamodb::Client::from_conf(
+                    aws_sdk_dynamodb::config::Builder::from(&sdk)
+                        .endpoint_url(endpoint)
+                        .build(),
+                );
+                tables::create_table(&client, &self.table)
+                    .await
+                    .map_err(|e| StartError(format!("DynamoDB table: {e}")))?;
+                Registry::DynamoDb(DynamoConfig {
+                    table: self.table.clone(),
+                    endpoint: Some(endpoint.clone()),
+                })
+            }
+            None if self.memory => Registry::Embedded(Arc::new(MemoryRegistry::new(retention))),
+            None => Registry::Embedded(Arc::new(
+                MemoryRegistry::persistent(self.data_dir.join("events.json"), retention)
+                    .map_err(|e| data(&e))?,
+            )),
+        };
+        Ok(Config {
+            project_id: self.project_id.clone(),
+            auth: AuthConfig {
+                emulator: self.auth_mode == "emulator",
+                jwks_url: self.jwks_url.clone(),
+                service_key: self.service_key.clone(),
+            },
+            store: Some(store),
+            registry,
+            // The functions push through the real Management API client, to this very
+            // server (or to the one --management-url names).
+            push: Push::ManagementApi {
+                url: self
+                    .management_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{addr}")),
+            },
+            images: Some(Images::Folder(media.folder())),
+            ai: Some(self.ai_config()?),
+            aws,
+            event_retention: retention,
+            timeouts,
+            timing: self.timing()?,
+        })
+    }
 }
 
 /// Binds the port and wires the backend; `serve*` then runs it.
 pub async fn start(options: Options) -> Result<Running, StartError> {
-    let timing = options.timing()?;
     let listener = TcpListener::bind((options.host.as_str(), options.port))
         .await
         .map_err(|e| {
@@ -348,85 +344,16 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
     let addr = listener
         .local_addr()
         .map_err(|e| StartError(e.to_string()))?;
-    let timeouts = Timeouts::default();
-    let ai_config = options.ai_config()?;
-    let retention = Duration::from_secs(options.retention_secs.max(1));
-    let http = reqwest_client(&timeouts)?;
-    let sdk = local_sdk_config();
-
-    let store = document_store(&options, &http)?;
-
-    let (connections, events): (
-        Arc<dyn adsync::registry::ConnectionRegistry>,
-        Arc<dyn adsync::registry::EventLog>,
-    ) = match &options.dynamodb_endpoint {
-        Some(endpoint) => {
-            let client = aws_sdk_dynamodb::Client::from_conf(
-                aws_sdk_dynamodb::config::Builder::from(&dynamodb_sdk_config().await)
-                    .endpoint_url(endpoint)
-                    .build(),
-            );
-            create_table(&client, &options.table)
-                .await
-                .map_err(|e| StartError(format!("DynamoDB table: {e}")))?;
-            let registry = Arc::new(DynamoRegistry::new(
-                client,
-                options.table.clone(),
-                retention,
-                timeouts.request,
-            ));
-            (registry.clone(), registry)
-        }
-        None => {
-            let registry = if options.memory {
-                Arc::new(MemoryRegistry::new(retention))
-            } else {
-                Arc::new(
-                    MemoryRegistry::persistent(options.data_dir.join("events.json"), retention)
-                        .map_err(|e| StartError(format!("data folder: {e}")))?,
-                )
-            };
-            (registry.clone(), registry)
-        }
-    };
-
-    let auth = Arc::new(Authenticator::new(
-        AuthConfig {
-            emulator: options.auth_mode == "emulator",
-            jwks_url: options.jwks_url.clone(),
-            service_key: std::env::var("SERVICE_KEY").ok().map(Into::into),
-        },
-        options.project_id.clone(),
-        http,
-    ));
-    // The functions push through the real Management API client, to this very server.
-    let management_url = options
-        .management_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
-    let pusher = Arc::new(ManagementApiPusher::new(
-        &sdk,
-        &management_url,
-        timeouts.push,
-    ));
     let media = Arc::new(media::Media::new(
         &options.data_dir,
         options.memory,
         &public_base(addr),
     )?);
-    let ai = adsync::app::ai_provider(&ai_config, timeouts.connect)
+    let config = options.config(addr, &media).await?;
+    let ai = config.ai.clone().unwrap_or(AiConfig::Offline);
+    let app = App::build(config, Function::Everything)
+        .await
         .map_err(|e| StartError(e.to_string()))?;
-    let app = App {
-        store,
-        connections,
-        events,
-        pusher,
-        auth,
-        timing,
-        cors_allowed_origins: vec!["*".to_owned()].into(),
-        ai: Some(ai),
-        images: Some(media.store()),
-    };
     let gateway = Gateway {
         app: app.clone(),
         sockets: sockets::Hub::new(options.limits),
@@ -439,7 +366,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         app,
         options,
         media_dir: media.dir().to_path_buf(),
-        ai: ai_config,
+        ai,
         listener,
         router: router(gateway),
     })
@@ -456,12 +383,18 @@ fn public_base(addr: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
-fn reqwest_client(t: &Timeouts) -> Result<reqwest::Client, StartError> {
-    reqwest::Client::builder()
-        .connect_timeout(t.connect)
-        .timeout(t.request)
-        .build()
-        .map_err(|e| StartError(format!("HTTP client: {e}")))
+/// CORS as API Gateway answers it when deployed (the same headers and methods; a test keeps
+/// them equal), for any origin: the demo page and a front end on another local port alike.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method};
+    let headers = adsync::http::CORS_ALLOWED_HEADERS.map(HeaderName::from_static);
+    let methods = adsync::http::CORS_ALLOWED_METHODS
+        .map(|m| Method::from_bytes(m.as_bytes()).unwrap_or(Method::GET));
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_headers(headers)
+        .allow_methods(methods)
+        .max_age(Duration::from_secs(adsync::http::CORS_MAX_AGE_SECS))
 }
 
 fn router(gateway: Gateway) -> Router {
@@ -474,6 +407,7 @@ fn router(gateway: Gateway) -> Router {
         .route("/media/{*path}", get(media::serve))
         .fallback(rest::api)
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
+        .layer(cors())
         .with_state(gateway)
 }
 

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use adsync::images::ImageKind;
-use adsync::images::ImageStore;
 use adsync::images::local::LocalFolder;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -49,8 +48,8 @@ impl Media {
         self.store.root()
     }
 
-    /// The store the handlers write through.
-    pub fn store(&self) -> Arc<dyn ImageStore> {
+    /// The folder the handlers store images in.
+    pub fn folder(&self) -> Arc<LocalFolder> {
         self.store.clone()
     }
 

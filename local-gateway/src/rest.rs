@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use adsync::AppError;
-use adsync::http::{ApiRequest, ApiResponse, Route, dispatch, preflight};
+use adsync::http::{ApiRequest, ApiResponse, Route, dispatch};
 use adsync::ids::Uid;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -15,20 +15,14 @@ use serde_json::json;
 
 use crate::Gateway;
 
-fn into_response(r: ApiResponse) -> Response {
+pub(crate) fn into_response(r: ApiResponse) -> Response {
     let mut out = (r.status, r.body).into_response();
     out.headers_mut().extend(r.headers);
     out
 }
 
-fn error(gw: &Gateway, err: &AppError, headers: &HeaderMap) -> Response {
-    let mut r = ApiResponse::error(err);
-    adsync::http::add_cors(
-        &gw.app.cors_allowed_origins,
-        headers.get(http::header::ORIGIN),
-        &mut r.headers,
-    );
-    into_response(r)
+fn error(err: &AppError) -> Response {
+    into_response(ApiResponse::error(err))
 }
 
 /// Every REST route.
@@ -39,21 +33,15 @@ pub(crate) async fn api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if method == Method::OPTIONS {
-        return into_response(preflight(
-            &gw.app.cors_allowed_origins,
-            headers.get(http::header::ORIGIN),
-        ));
-    }
     let (route, path_params) = match Route::resolve(&method, uri.path()) {
         Ok(found) => found,
-        Err(err) => return error(&gw, &err, &headers),
+        Err(err) => return error(&err),
     };
     let query = match Query::<HashMap<String, String>>::try_from_uri(&uri) {
         Ok(Query(q)) => q,
         Err(_) => {
             let err = AppError::BadRequest("malformed query string".into());
-            return error(&gw, &err, &headers);
+            return error(&err);
         }
     };
     let request = ApiRequest {
@@ -72,13 +60,14 @@ pub(crate) async fn dev_token(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     if !gw.dev_tokens {
-        let err = AppError::NotFound("dev tokens exist only with --auth emulator".into());
-        return (err.status(), axum::Json(err.body())).into_response();
+        return error(&AppError::NotFound(
+            "dev tokens exist only with --auth emulator".into(),
+        ));
     }
     let raw = params.get("uid").map_or("alice", String::as_str);
     let uid = match Uid::parse(raw) {
         Ok(uid) => uid,
-        Err(err) => return (err.status(), axum::Json(err.body())).into_response(),
+        Err(err) => return error(&err),
     };
     let lifetime = Duration::from_secs(3600);
     let email = format!("{uid}@example.com");

@@ -7,16 +7,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use adsync::http::ApiResponse;
 use adsync::ids::ConnectionId;
-use adsync::ws::{self, SEC_WEBSOCKET_PROTOCOL, WsRoute};
-use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use adsync::ws::{self, SEC_WEBSOCKET_PROTOCOL, WsRequest, WsRoute};
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::Gateway;
@@ -86,60 +86,6 @@ impl Hub {
     }
 }
 
-/// An API Gateway WebSocket event, built as API Gateway builds it and parsed with the same
-/// type the Lambdas receive.
-fn event(
-    route: WsRoute,
-    id: &str,
-    ip: &str,
-    query: &HashMap<String, String>,
-    headers: &HeaderMap,
-    body: Option<&str>,
-) -> Option<ApiGatewayWebsocketProxyRequest> {
-    let now = chrono::Utc::now();
-    let event_type = match route {
-        WsRoute::Connect => "CONNECT",
-        WsRoute::Disconnect => "DISCONNECT",
-        WsRoute::Default => "MESSAGE",
-    };
-    let headers: serde_json::Map<String, Value> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), json!(v.to_str().ok()?))))
-        .collect();
-    let mut e = json!({
-        "requestContext": {
-            "routeKey": route.key(),
-            "eventType": event_type,
-            "messageDirection": "IN",
-            "stage": "local",
-            "connectedAt": now.timestamp_millis(),
-            "requestTimeEpoch": now.timestamp_millis(),
-            "requestTime": now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
-            "identity": {"sourceIp": ip},
-            "requestId": ConnectionId::generate().as_str(),
-            "domainName": "127.0.0.1",
-            "connectionId": id,
-            "apiId": "local"
-        },
-        "isBase64Encoded": false
-    });
-    if !headers.is_empty() {
-        e["headers"] = Value::Object(headers);
-    }
-    if !query.is_empty() {
-        e["queryStringParameters"] = json!(query);
-    }
-    if let Some(body) = body {
-        e["body"] = json!(body);
-    }
-    if route == WsRoute::Disconnect {
-        e["requestContext"]["disconnectStatusCode"] = json!(1000);
-    }
-    serde_json::from_value(e)
-        .map_err(|err| tracing::error!(error = %err, "websocket event"))
-        .ok()
-}
-
 fn parse_query(raw: Option<&str>) -> HashMap<String, String> {
     let Some(raw) = raw else {
         return HashMap::new();
@@ -162,23 +108,15 @@ pub(crate) async fn upgrade(
 ) -> Response {
     let id = ConnectionId::generate().to_string();
     let ip = peer.ip().to_string();
-    let query = parse_query(query.as_deref());
-    let Some(connect) = event(WsRoute::Connect, &id, &ip, &query, &headers, None) else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    let connect = WsRequest {
+        connection_id: id.clone(),
+        headers,
+        query: parse_query(query.as_deref()),
+        body: String::new(),
     };
-    let deadline = gw.deadline(WsRoute::Connect.timeout());
-    let answer =
-        adsync::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Connect, connect)).await;
-    if answer.status_code != 200 {
-        let status = u16::try_from(answer.status_code)
-            .ok()
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::FORBIDDEN);
-        let body = match answer.body {
-            Some(aws_lambda_events::encodings::Body::Text(t)) => t,
-            _ => String::new(),
-        };
-        return (status, [("content-type", "application/json")], body).into_response();
+    let answer = invoke(&gw, WsRoute::Connect, connect).await;
+    if answer.status != StatusCode::OK {
+        return crate::rest::into_response(answer);
     }
     let protocol = answer
         .headers
@@ -226,13 +164,11 @@ async fn run(gw: Gateway, socket: WebSocket, id: String, ip: String) {
                     idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                     gw.sockets.touch(&id);
                     // Each message is its own invocation, as API Gateway does it.
-                    let (gw, id, ip) = (gw.clone(), id.clone(), ip.clone());
+                    let (gw, id) = (gw.clone(), id.clone());
                     tokio::spawn(async move {
                         let body = text.to_string();
-                        if let Some(e) = event(WsRoute::Default, &id, &ip, &HashMap::new(), &HeaderMap::new(), Some(&body)) {
-                            let deadline = gw.deadline(WsRoute::Default.timeout());
-                            adsync::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Default, e)).await;
-                        }
+                        let message = WsRequest { connection_id: id, body, ..WsRequest::default() };
+                        invoke(&gw, WsRoute::Default, message).await;
                     });
                 }
                 Some(Ok(Message::Binary(_))) => {
@@ -272,17 +208,17 @@ async fn run(gw: Gateway, socket: WebSocket, id: String, ip: String) {
         }
     }
     gw.sockets.with(|s| s.remove(&id));
-    if let Some(e) = event(
-        WsRoute::Disconnect,
-        &id,
-        &ip,
-        &HashMap::new(),
-        &HeaderMap::new(),
-        None,
-    ) {
-        let deadline = gw.deadline(WsRoute::Disconnect.timeout());
-        adsync::deadline::scope(deadline, ws::handle(&gw.app, WsRoute::Disconnect, e)).await;
-    }
+    let disconnect = WsRequest {
+        connection_id: id,
+        ..WsRequest::default()
+    };
+    invoke(&gw, WsRoute::Disconnect, disconnect).await;
+}
+
+/// One invocation of a WebSocket route, as API Gateway makes it: its own deadline.
+async fn invoke(gw: &Gateway, route: WsRoute, request: WsRequest) -> ApiResponse {
+    let deadline = gw.deadline(route.timeout());
+    adsync::deadline::scope(deadline, ws::handle(&gw.app, route, request)).await
 }
 
 fn aws_error(status: StatusCode, kind: &str, message: &str) -> Response {

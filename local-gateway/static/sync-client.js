@@ -1,5 +1,5 @@
 /**
- * sync-client.js: the browser side of the real-time sync backend (SPEC sections 4 and 5).
+ * sync-client.js: the browser side of the real-time sync backend (docs/api.md, docs/client.md).
  *
  * Bootstrap once with `POST /auth/login` ({user, businesses, products, seq}), then keep the
  * state current from pushed WebSocket frames only: no polling. Every data frame is applied as

@@ -1,5 +1,6 @@
-//! The application context: every client built once per cold start and shared by all
-//! requests of a warm function.
+//! The application context, built in one place ([`App::build`]) from a [`Config`] for one
+//! [`Function`]: the Lambdas and the local gateway alike. Every client is built once per cold
+//! start, and the connections a function needs are opened during init, concurrently.
 
 use std::sync::Arc;
 
@@ -7,7 +8,13 @@ use crate::ai::AiProvider;
 use crate::ai::offline::OfflineProvider;
 use crate::ai::openai::OpenAiProvider;
 use crate::auth::Authenticator;
-use crate::config::{AiConfig, Config, ConfigError, Timing};
+use crate::config::{
+    AiConfig, AuthConfig, AwsCredentials, Config, ConfigError, Images, Push, Registry, Store,
+    Timeouts, Timing,
+};
+use crate::error::AppError;
+use crate::function::{Function, Need};
+use crate::google::GoogleTokenSource;
 use crate::images::ImageStore;
 use crate::images::gcs::CloudStorage;
 use crate::push::{ManagementApiPusher, Pusher};
@@ -15,98 +22,127 @@ use crate::registry::dynamo::DynamoRegistry;
 use crate::registry::{ConnectionRegistry, EventLog};
 use crate::store::DocumentStore;
 use crate::store::firestore::FirestoreStore;
-use crate::google::GoogleTokenSource;
 
-/// What a handler needs; the ports are injected so the same handlers run on Lambda (Firestore,
-/// DynamoDB) and in the local gateway (embedded stores).
+/// What a handler needs; the ports are injected so the same handlers run on Lambda
+/// (Firestore, DynamoDB) and in the local gateway (embedded stores).
 #[derive(Clone)]
 pub struct App {
-    pub store: Arc<dyn DocumentStore>,
+    /// `None` in functions that touch no document.
+    store: Option<Arc<dyn DocumentStore>>,
     pub connections: Arc<dyn ConnectionRegistry>,
     pub events: Arc<dyn EventLog>,
     pub pusher: Arc<dyn Pusher>,
     pub auth: Arc<Authenticator>,
     pub timing: Timing,
-    /// Origins allowed by CORS; `*` allows any.
-    pub cors_allowed_origins: Arc<[String]>,
     /// The AI provider of ad generation; `None` in functions that do not generate.
     pub ai: Option<Arc<dyn AiProvider>>,
     /// Where images are stored; `None` in functions that store none.
     pub images: Option<Arc<dyn ImageStore>>,
 }
 
-/// The AI provider a configuration names.
-pub fn ai_provider(
-    config: &AiConfig,
-    connect_timeout: std::time::Duration,
-) -> Result<Arc<dyn AiProvider>, ConfigError> {
-    Ok(match config {
-        AiConfig::Offline => Arc::new(OfflineProvider),
-        AiConfig::OpenAi(openai) => Arc::new(OpenAiProvider::new(openai.clone(), connect_timeout)?),
-    })
-}
+/// The two registry ports, and the DynamoDB registry behind them when there is one (to warm).
+type Registries = (
+    Arc<dyn ConnectionRegistry>,
+    Arc<dyn EventLog>,
+    Option<Arc<DynamoRegistry>>,
+);
 
-/// One HTTP client for every Google call, with the timeouts of the configuration.
-pub fn http_client(config: &Config) -> Result<reqwest::Client, ConfigError> {
-    reqwest::Client::builder()
-        .connect_timeout(config.timeouts.connect)
-        .timeout(config.timeouts.request)
-        .pool_idle_timeout(std::time::Duration::from_secs(300))
-        .build()
-        .map_err(|e| ConfigError(format!("building the HTTP client: {e}")))
-}
-
-/// The AWS SDK configuration (region, credentials, timeouts) from the environment.
-pub async fn aws_sdk_config(config: &Config) -> aws_config::SdkConfig {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(config.timeouts.connect)
-        .operation_timeout(config.timeouts.request)
+/// The AWS SDK configuration: region and credentials as `credentials` says, with the
+/// configuration's timeouts (every call is also cut to the invocation's budget).
+pub async fn aws_sdk_config(
+    credentials: AwsCredentials,
+    timeouts: &Timeouts,
+) -> aws_config::SdkConfig {
+    let timeout_config = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(timeouts.connect)
+        .operation_timeout(timeouts.request)
         .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await
+    let loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeout_config);
+    match credentials {
+        AwsCredentials::Environment => {
+            let region = aws_config::meta::region::RegionProviderChain::default_provider()
+                .or_else(aws_config::Region::new("us-east-1"));
+            loader.region(region).load().await
+        }
+        // Local endpoints ignore signatures, but the SDK insists on credentials to sign with.
+        AwsCredentials::Placeholder => {
+            let placeholder = aws_sdk_dynamodb::config::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "placeholder",
+            );
+            loader
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(placeholder)
+                .load()
+                .await
+        }
+    }
 }
 
 impl App {
-    /// The deployed wiring: Firestore, DynamoDB and the Management API, all from `config`.
-    /// Connections are opened here, during init, so the first request does not pay for TLS.
-    pub async fn from_config(config: Config) -> Result<Self, ConfigError> {
-        let http = http_client(&config)?;
-        let sdk = aws_sdk_config(&config).await;
+    /// Builds what `function` needs from `config`, and opens its connections.
+    pub async fn build(config: Config, function: Function) -> Result<Self, ConfigError> {
+        config.check(function)?;
+        let needs = function.needs();
+        let timeouts = config.timeouts;
+        let http = crate::outbound::client(&timeouts)?;
+        let sdk = aws_sdk_config(config.aws, &timeouts).await;
 
-        let mut dynamo = aws_sdk_dynamodb::config::Builder::from(&sdk);
-        if let Some(endpoint) = &config.dynamodb.endpoint {
-            dynamo = dynamo.endpoint_url(endpoint);
-        }
-        let registry = Arc::new(DynamoRegistry::new(
-            aws_sdk_dynamodb::Client::from_conf(dynamo.build()),
-            config.dynamodb.table.clone(),
-            config.event_retention,
-            config.timeouts.request,
-        ));
-        let store = Arc::new(FirestoreStore::new(
-            &config.firestore,
-            &config.project_id,
-            http.clone(),
-            config.timeouts.request,
-        )?);
+        let (connections, events, dynamo): Registries = match config.registry {
+            Registry::DynamoDb(dynamodb) => {
+                let mut client = aws_sdk_dynamodb::config::Builder::from(&sdk);
+                if let Some(endpoint) = &dynamodb.endpoint {
+                    client = client.endpoint_url(endpoint);
+                }
+                let registry = Arc::new(DynamoRegistry::new(
+                    aws_sdk_dynamodb::Client::from_conf(client.build()),
+                    dynamodb.table,
+                    config.event_retention,
+                    timeouts.request,
+                ));
+                (registry.clone(), registry.clone(), Some(registry))
+            }
+            Registry::Embedded(registry) => (registry.clone(), registry, None),
+        };
+
+        let (store, firestore): (Option<Arc<dyn DocumentStore>>, Option<Arc<FirestoreStore>>) =
+            match config.store.filter(|_| needs.documents) {
+                None => (None, None),
+                Some(Store::Embedded(store)) => (Some(store), None),
+                Some(Store::Firestore(firestore)) => {
+                    let store = Arc::new(FirestoreStore::new(
+                        &firestore,
+                        &config.project_id,
+                        http.clone(),
+                        timeouts.request,
+                    )?);
+                    (Some(store.clone()), Some(store))
+                }
+            };
+
         let auth = Arc::new(Authenticator::new(
-            config.auth.clone(),
+            AuthConfig {
+                service_key: config.auth.service_key.filter(|_| needs.service_key),
+                ..config.auth
+            },
             config.project_id.clone(),
             http.clone(),
         ));
-        let pusher = Arc::new(ManagementApiPusher::new(
-            &sdk,
-            &config.management_url,
-            config.timeouts.push,
-        ));
-        let images = match &config.storage {
+        let Push::ManagementApi { url } = config.push;
+        let pusher = Arc::new(ManagementApiPusher::new(&sdk, &url, timeouts.push));
+
+        let images: Option<Arc<dyn ImageStore>> = match config.images {
+            _ if needs.images == Need::No => None,
             None => None,
-            Some(storage) => {
+            Some(Images::Folder(folder)) => Some(folder),
+            Some(Images::CloudStorage(storage)) => {
                 // One token source for the account, so Firestore and Storage share its
                 // cached token; the emulator has none, so Storage then gets its own.
-                let tokens = match store.token_source() {
+                let tokens = match firestore.as_ref().and_then(|f| f.token_source()) {
                     Some(tokens) => tokens,
                     None => Arc::new(GoogleTokenSource::new(
                         &storage.service_account,
@@ -114,44 +150,67 @@ impl App {
                         http.clone(),
                     )?),
                 };
-                Some(Arc::new(CloudStorage::new(storage, tokens, http.clone())))
+                Some(Arc::new(CloudStorage::new(&storage, tokens, http.clone())))
             }
         };
-        let ai = config
-            .ai
-            .as_ref()
-            .map(|ai| ai_provider(ai, config.timeouts.connect))
-            .transpose()?;
+        let ai = match config.ai {
+            _ if needs.ai == Need::No => None,
+            None => None,
+            Some(AiConfig::Offline) => Some(Arc::new(OfflineProvider) as Arc<dyn AiProvider>),
+            Some(AiConfig::OpenAi(openai)) => {
+                Some(Arc::new(OpenAiProvider::new(openai, timeouts.connect)?) as Arc<dyn AiProvider>)
+            }
+        };
 
-        let warm_images = async {
-            if let Some(images) = &images {
-                images.warm_up().await;
-            }
-        };
-        let warm_ai = async {
-            if let Some(ai) = &ai {
-                ai.warm_up().await;
-            }
-        };
         tokio::join!(
-            store.warm_up(),
-            registry.warm_up(),
-            auth.warm_up(),
-            pusher.warm_up(),
-            warm_images,
-            warm_ai
+            async {
+                if let Some(firestore) = &firestore {
+                    firestore.warm_up().await;
+                }
+            },
+            async {
+                if let Some(dynamo) = &dynamo {
+                    dynamo.warm_up().await;
+                }
+            },
+            async {
+                if needs.id_tokens {
+                    auth.warm_up().await;
+                }
+            },
+            async {
+                if needs.pushes {
+                    pusher.warm_up().await;
+                }
+            },
+            async {
+                if let Some(images) = &images {
+                    images.warm_up().await;
+                }
+            },
+            async {
+                if let Some(ai) = &ai {
+                    ai.warm_up().await;
+                }
+            },
         );
 
         Ok(Self {
             store,
-            connections: registry.clone(),
-            events: registry,
+            connections,
+            events,
             pusher,
             auth,
             timing: config.timing,
-            cors_allowed_origins: config.cors_allowed_origins.into(),
             ai,
-            images: images.map(|i| i as Arc<dyn ImageStore>),
+            images,
+        })
+    }
+
+    /// The document store; only functions that touch documents have one.
+    pub fn store(&self) -> Result<&dyn DocumentStore, AppError> {
+        self.store.as_deref().ok_or_else(|| {
+            AppError::internal("configuration", "this function has no document store")
         })
     }
 }

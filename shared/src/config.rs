@@ -1,9 +1,16 @@
-//! Typed configuration, read once at cold start; a bad value stops the function there,
-//! not at the first request.
+//! Typed configuration, read once at cold start; a bad value, or a setting the function
+//! needs and does not have, stops it there, not at the first request. Each port names its
+//! backend: the cloud one with its settings, or the embedded one of local mode, ready made.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
+
+use crate::function::{Function, Need};
+use crate::images::local::LocalFolder;
+use crate::registry::memory::MemoryRegistry;
+use crate::store::memory::MemoryStore;
 
 /// Google's published keys for Firebase ID tokens, as a JWKS.
 pub const GOOGLE_JWKS_URL: &str =
@@ -32,22 +39,90 @@ pub struct Config {
     /// The Firebase / Google Cloud project id (`aud` of ID tokens, Firestore project).
     pub project_id: String,
     pub auth: AuthConfig,
-    pub firestore: FirestoreConfig,
-    pub dynamodb: DynamoConfig,
-    /// The API Gateway Management API endpoint (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
-    pub management_url: String,
+    /// Where the documents live; `None` when nothing says (only functions that touch no
+    /// document may start so).
+    pub store: Option<Store>,
+    /// The connection table and event log.
+    pub registry: Registry,
+    /// How frames reach the sockets.
+    pub push: Push,
+    /// Where images go; `None` when nothing says (only the image functions need it).
+    pub images: Option<Images>,
+    /// The AI provider of `POST /ai/generate-ad-image`; `None` when no `AI_*` setting is
+    /// given (only that function needs one).
+    pub ai: Option<AiConfig>,
+    /// How the AWS clients get credentials.
+    pub aws: AwsCredentials,
     /// How long events stay recorded for catch-up.
     pub event_retention: Duration,
-    /// Origins allowed by CORS; `*` allows any.
-    pub cors_allowed_origins: Vec<String>,
     pub timeouts: Timeouts,
     pub timing: Timing,
-    /// The AI provider of `POST /ai/generate-ad-image`; `None` when no `AI_*` setting is
-    /// given (only that function needs one, and it refuses to start without it).
-    pub ai: Option<AiConfig>,
-    /// Where images go (`STORAGE_BUCKET`); `None` when unset (only the image functions
-    /// need it, and they refuse to start without it).
-    pub storage: Option<StorageConfig>,
+}
+
+/// The document store's backend.
+#[derive(Clone)]
+pub enum Store {
+    Firestore(FirestoreConfig),
+    Embedded(Arc<MemoryStore>),
+}
+
+/// The connection table's and event log's backend.
+#[derive(Clone)]
+pub enum Registry {
+    DynamoDb(DynamoConfig),
+    Embedded(Arc<MemoryRegistry>),
+}
+
+/// How frames reach the sockets.
+#[derive(Clone, Debug)]
+pub enum Push {
+    /// API Gateway's Management API at this endpoint
+    /// (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`, or the local gateway's).
+    ManagementApi { url: String },
+}
+
+/// The image store's backend.
+#[derive(Clone)]
+pub enum Images {
+    CloudStorage(StorageConfig),
+    /// A local folder (the local gateway serves it).
+    Folder(Arc<LocalFolder>),
+}
+
+/// Where the AWS clients find credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AwsCredentials {
+    /// The SDK's usual chain (a Lambda's role, `AWS_*` variables, a profile).
+    Environment,
+    /// Placeholders, for local endpoints that check no signature (moto, the local gateway).
+    Placeholder,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Firestore(c) => f.debug_tuple("Firestore").field(c).finish(),
+            Self::Embedded(_) => f.write_str("Embedded"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::DynamoDb(c) => f.debug_tuple("DynamoDb").field(c).finish(),
+            Self::Embedded(_) => f.write_str("Embedded"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Images {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::CloudStorage(c) => f.debug_tuple("CloudStorage").field(c).finish(),
+            Self::Folder(folder) => f.debug_tuple("Folder").field(&folder.root()).finish(),
+        }
+    }
 }
 
 /// Which AI provider makes ad images and captions.
@@ -220,27 +295,29 @@ impl Config {
             service_key: s.get("SERVICE_KEY").map(SecretString::from),
         };
 
-        let firestore = match s.get("FIRESTORE_EMULATOR_HOST") {
-            Some(host) => FirestoreConfig {
+        let service_account = s.get("GOOGLE_SERVICE_ACCOUNT_JSON").map(SecretString::from);
+        let store = match (s.get("FIRESTORE_EMULATOR_HOST"), &service_account) {
+            (Some(host), _) => Some(Store::Firestore(FirestoreConfig {
                 base_url: format!("http://{host}"),
                 emulator: true,
                 service_account: None,
                 token_url: None,
-            },
-            None => FirestoreConfig {
+            })),
+            (None, Some(key)) => Some(Store::Firestore(FirestoreConfig {
                 base_url: s
                     .get("FIRESTORE_BASE_URL")
                     .unwrap_or_else(|| FIRESTORE_URL.into()),
                 emulator: false,
-                service_account: Some(SecretString::from(required("GOOGLE_SERVICE_ACCOUNT_JSON")?)),
+                service_account: Some(key.clone()),
                 token_url: s.get("GOOGLE_TOKEN_URL"),
-            },
+            })),
+            (None, None) => None,
         };
 
-        let dynamodb = DynamoConfig {
+        let registry = Registry::DynamoDb(DynamoConfig {
             table: required("CONNECTIONS_TABLE")?,
             endpoint: s.get("DYNAMODB_ENDPOINT"),
-        };
+        });
 
         // Seconds (for tests and tuning) win over hours; both must be positive.
         let positive = |key: &str| -> Result<Option<u64>, ConfigError> {
@@ -281,61 +358,122 @@ impl Config {
             (None, None) => Duration::from_secs(24 * 3600),
         };
 
-        let cors_allowed_origins = s
-            .get("CORS_ALLOWED_ORIGINS")
-            .map(|v| {
-                v.split(',')
-                    .map(|o| o.trim().to_owned())
-                    .filter(|o| !o.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-
-        let storage = match s.get("STORAGE_BUCKET") {
+        let images = match s.get("STORAGE_BUCKET") {
             None => None,
-            Some(bucket) => Some(StorageConfig {
+            Some(bucket) => Some(Images::CloudStorage(StorageConfig {
                 bucket: valid_bucket(bucket)?,
                 api_url: url_setting(s, "STORAGE_API_URL")?
                     .unwrap_or_else(|| STORAGE_API_URL.into()),
-                service_account: SecretString::from(
-                    s.get("GOOGLE_SERVICE_ACCOUNT_JSON").ok_or_else(|| {
-                        ConfigError(
-                            "GOOGLE_SERVICE_ACCOUNT_JSON must be set with STORAGE_BUCKET".into(),
-                        )
-                    })?,
-                ),
+                service_account: service_account.ok_or_else(|| {
+                    ConfigError(
+                        "GOOGLE_SERVICE_ACCOUNT_JSON must be set with STORAGE_BUCKET".into(),
+                    )
+                })?,
                 token_url: s.get("GOOGLE_TOKEN_URL"),
-            }),
+            })),
         };
 
         Ok(Self {
             project_id,
             auth,
-            firestore,
-            dynamodb,
-            management_url: required("WEBSOCKET_MANAGEMENT_URL")?,
+            store,
+            registry,
+            push: Push::ManagementApi {
+                url: required("WEBSOCKET_MANAGEMENT_URL")?,
+            },
+            images,
+            ai: AiConfig::from_settings(s, None)?,
+            aws: AwsCredentials::Environment,
             event_retention,
-            cors_allowed_origins,
             timeouts: Timeouts::default(),
             timing,
-            ai: AiConfig::from_settings(s, None)?,
-            storage,
         })
+    }
+
+    /// The configuration of the function running here, from the environment: everything it
+    /// needs, or an error naming what is missing.
+    pub fn from_env_for(function: Function) -> Result<Self, ConfigError> {
+        let config = Self::from_env()?;
+        config.check(function)?;
+        Ok(config)
+    }
+
+    /// Whether this configuration has what `function` needs; an error naming the settings
+    /// otherwise.
+    pub fn check(&self, function: Function) -> Result<(), ConfigError> {
+        let needs = function.needs();
+        let name = function.name();
+        if needs.documents && self.store.is_none() {
+            return Err(ConfigError(format!(
+                "GOOGLE_SERVICE_ACCOUNT_JSON (or FIRESTORE_EMULATOR_HOST) must be set for {name}"
+            )));
+        }
+        if needs.images == Need::Required && self.images.is_none() {
+            return Err(ConfigError(format!(
+                "STORAGE_BUCKET must be set for {name}"
+            )));
+        }
+        if needs.ai == Need::Required && self.ai.is_none() {
+            return Err(ConfigError(format!(
+                "AI_API_KEY (and AI_BASE_URL for a provider other than OpenAI), or AI_PROVIDER=offline, must be set for {name}"
+            )));
+        }
+        Ok(())
     }
 }
 
+/// The AI settings as given (the `AI_*` environment, or the local gateway's flags), before
+/// defaults and checks; [`AiConfig::resolve`] makes them a provider, the same way for both.
+#[derive(Clone, Debug, Default)]
+pub struct AiSettings {
+    /// `offline` or `openai`.
+    pub provider: Option<String>,
+    pub base_url: Option<String>,
+    pub api_key: Option<SecretString>,
+    pub image_model: Option<String>,
+    pub chat_model: Option<String>,
+    /// `WIDTHxHEIGHT`.
+    pub image_size: Option<String>,
+    pub timeout_secs: Option<u64>,
+}
+
 impl AiConfig {
-    /// Reads `AI_PROVIDER` (`offline` or `openai`) and the `AI_*` settings of an
-    /// OpenAI-compatible provider. Without `AI_PROVIDER`, the provider is `openai` when
-    /// `AI_BASE_URL` or `AI_API_KEY` is set, and `fallback` otherwise (`None` in the cloud,
-    /// where only the generation function needs a provider; offline in the local gateway).
+    /// Reads `AI_PROVIDER` and the other `AI_*` settings (see [`AiConfig::resolve`]).
     pub fn from_settings(
         s: &impl Settings,
         fallback: Option<AiConfig>,
     ) -> Result<Option<Self>, ConfigError> {
-        let base_url = url_setting(s, "AI_BASE_URL")?;
-        let api_key = s.get("AI_API_KEY").map(SecretString::from);
-        let openai = match s.get("AI_PROVIDER").as_deref() {
+        let timeout_secs = s
+            .get("AI_TIMEOUT_SECONDS")
+            .map(|v| v.parse().map_err(|_| ai_timeout_error()))
+            .transpose()?;
+        let settings = AiSettings {
+            provider: s.get("AI_PROVIDER"),
+            base_url: s.get("AI_BASE_URL"),
+            api_key: s.get("AI_API_KEY").map(SecretString::from),
+            image_model: s.get("AI_IMAGE_MODEL"),
+            chat_model: s.get("AI_CHAT_MODEL"),
+            image_size: s.get("AI_IMAGE_SIZE"),
+            timeout_secs,
+        };
+        Self::resolve(settings, fallback)
+    }
+
+    /// The provider `settings` name: `offline`, or an OpenAI-compatible API with defaults
+    /// filled in. Without a provider, it is `openai` when a base URL or an API key is given,
+    /// and `fallback` otherwise (`None` in the cloud, where only the generation function
+    /// needs a provider; offline in the local gateway).
+    pub fn resolve(
+        settings: AiSettings,
+        fallback: Option<AiConfig>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let base_url = settings.base_url.map(|u| u.trim().to_owned());
+        if let Some(url) = &base_url {
+            if !is_http_url(url) {
+                return Err(ConfigError("AI_BASE_URL must be an http(s) URL".into()));
+            }
+        }
+        let openai = match settings.provider.as_deref() {
             Some("offline") => return Ok(Some(Self::Offline)),
             Some("openai") => true,
             Some(other) => {
@@ -343,33 +481,25 @@ impl AiConfig {
                     "AI_PROVIDER must be `offline` or `openai`, not `{other}`"
                 )));
             }
-            None => base_url.is_some() || api_key.is_some(),
+            None => base_url.is_some() || settings.api_key.is_some(),
         };
         if !openai {
             return Ok(fallback);
         }
-        if base_url.is_none() && api_key.is_none() {
+        if base_url.is_none() && settings.api_key.is_none() {
             return Err(ConfigError(
                 "AI_PROVIDER=openai needs AI_API_KEY (and AI_BASE_URL for a provider other than OpenAI)"
                     .into(),
             ));
         }
-        let timeout = match s.get("AI_TIMEOUT_SECONDS") {
+        let timeout = match settings.timeout_secs {
             None => DEFAULT_AI_TIMEOUT,
-            Some(v) => v
-                .parse()
-                .ok()
-                .map(Duration::from_secs)
+            Some(secs) => Some(Duration::from_secs(secs))
                 .filter(|d| !d.is_zero() && *d <= MAX_AI_TIMEOUT)
-                .ok_or_else(|| {
-                    ConfigError(format!(
-                        "AI_TIMEOUT_SECONDS must be a whole number from 1 to {}",
-                        MAX_AI_TIMEOUT.as_secs()
-                    ))
-                })?,
+                .ok_or_else(ai_timeout_error)?,
         };
-        let image_size = s
-            .get("AI_IMAGE_SIZE")
+        let image_size = settings
+            .image_size
             .unwrap_or_else(|| DEFAULT_IMAGE_SIZE.into());
         let valid_size = image_size
             .split_once('x')
@@ -384,17 +514,28 @@ impl AiConfig {
                 .unwrap_or_else(|| OPENAI_URL.into())
                 .trim_end_matches('/')
                 .to_owned(),
-            api_key,
-            image_model: s
-                .get("AI_IMAGE_MODEL")
+            api_key: settings.api_key,
+            image_model: settings
+                .image_model
                 .unwrap_or_else(|| DEFAULT_IMAGE_MODEL.into()),
-            chat_model: s
-                .get("AI_CHAT_MODEL")
+            chat_model: settings
+                .chat_model
                 .unwrap_or_else(|| DEFAULT_CHAT_MODEL.into()),
             image_size,
             timeout,
         })))
     }
+}
+
+fn ai_timeout_error() -> ConfigError {
+    ConfigError(format!(
+        "AI_TIMEOUT_SECONDS must be a whole number from 1 to {}",
+        MAX_AI_TIMEOUT.as_secs()
+    ))
+}
+
+fn is_http_url(value: &str) -> bool {
+    reqwest::Url::parse(value).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
 }
 
 /// An optional `http(s)://` URL setting.
@@ -403,9 +544,10 @@ fn url_setting(s: &impl Settings, key: &str) -> Result<Option<String>, ConfigErr
         return Ok(None);
     };
     let value = value.trim().to_owned();
-    match reqwest::Url::parse(&value) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(Some(value)),
-        _ => Err(ConfigError(format!("{key} must be an http(s) URL"))),
+    if is_http_url(&value) {
+        Ok(Some(value))
+    } else {
+        Err(ConfigError(format!("{key} must be an http(s) URL")))
     }
 }
 
@@ -429,6 +571,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::http::Route;
+    use crate::ws::WsRoute;
 
     fn base() -> HashMap<String, String> {
         [
@@ -446,7 +590,7 @@ mod tests {
     fn emulator_auth_is_off_unless_configured() {
         let cfg = Config::from_settings(&base()).unwrap();
         assert!(!cfg.auth.emulator);
-        assert!(cfg.firestore.emulator);
+        assert!(matches!(&cfg.store, Some(Store::Firestore(f)) if f.emulator));
         assert_eq!(cfg.event_retention, Duration::from_secs(24 * 3600));
 
         let mut s = base();
@@ -460,9 +604,9 @@ mod tests {
     #[test]
     fn missing_or_bad_settings_fail_at_start_up() {
         let mut s = base();
-        s.remove("FIRESTORE_EMULATOR_HOST");
+        s.remove("CONNECTIONS_TABLE");
         let err = Config::from_settings(&s).unwrap_err();
-        assert!(err.0.contains("GOOGLE_SERVICE_ACCOUNT_JSON"), "{err}");
+        assert!(err.0.contains("CONNECTIONS_TABLE"), "{err}");
 
         let mut s = base();
         s.insert("AUTH_MODE".into(), "none".into());
@@ -492,7 +636,7 @@ mod tests {
     fn ai_provider_follows_the_settings() {
         let cfg = Config::from_settings(&base()).unwrap();
         assert!(cfg.ai.is_none(), "no AI setting, no provider");
-        assert!(cfg.storage.is_none());
+        assert!(cfg.images.is_none());
 
         let mut s = base();
         s.insert("AI_API_KEY".into(), "sk-secret-value".into());
@@ -547,8 +691,58 @@ mod tests {
             "demo-ads.firebasestorage.app".into(),
         );
         s.insert("GOOGLE_SERVICE_ACCOUNT_JSON".into(), "{}".into());
-        let storage = Config::from_settings(&s).unwrap().storage.unwrap();
+        let Some(Images::CloudStorage(storage)) = Config::from_settings(&s).unwrap().images else {
+            panic!("a bucket selects Cloud Storage");
+        };
         assert_eq!(storage.bucket, "demo-ads.firebasestorage.app");
         assert_eq!(storage.api_url, STORAGE_API_URL);
+    }
+
+    #[test]
+    fn each_function_needs_only_its_own_settings() {
+        // No Google key, no emulator: the functions that touch no document still start.
+        let mut s = base();
+        s.remove("FIRESTORE_EMULATOR_HOST");
+        let config = Config::from_settings(&s).unwrap();
+        assert!(config.store.is_none());
+        for function in [
+            Function::Ws(WsRoute::Connect),
+            Function::Ws(WsRoute::Disconnect),
+            Function::Ws(WsRoute::Default),
+            Function::Http(Route::Broadcast),
+            Function::Http(Route::ListEvents),
+        ] {
+            assert!(config.check(function).is_ok(), "{function:?}");
+        }
+        let err = config
+            .check(Function::Http(Route::UpdateProduct))
+            .unwrap_err();
+        assert!(err.0.contains("GOOGLE_SERVICE_ACCOUNT_JSON"), "{err}");
+        assert!(config.check(Function::Sweeper).is_err());
+
+        // The image functions need a bucket, and generation an AI provider.
+        let check = |extra: &[(&str, &str)], route| {
+            let mut s = base();
+            for (k, v) in extra {
+                s.insert((*k).into(), (*v).into());
+            }
+            Config::from_settings(&s)
+                .unwrap()
+                .check(Function::Http(route))
+        };
+        let err = check(&[], Route::GenerateAdImage).unwrap_err();
+        assert!(err.0.contains("STORAGE_BUCKET"), "{err}");
+        let storage = [
+            ("STORAGE_BUCKET", "b-u-c"),
+            ("GOOGLE_SERVICE_ACCOUNT_JSON", "{}"),
+        ];
+        let err = check(&storage, Route::GenerateAdImage).unwrap_err();
+        assert!(err.0.contains("AI_API_KEY"), "{err}");
+        assert!(check(&storage, Route::UploadProductImage).is_ok());
+        assert!(check(&[], Route::UploadProductImage).is_err());
+        assert!(check(&[], Route::UpdateProduct).is_ok());
+        let mut offline = storage.to_vec();
+        offline.push(("AI_PROVIDER", "offline"));
+        assert!(check(&offline, Route::GenerateAdImage).is_ok());
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::error::AppError;
 use crate::store::Fields;
 
-/// Largest accepted JSON request body (SPEC section 4: 413 above it).
+/// Largest accepted JSON request body (413 above it).
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 /// Largest `metadata` object, serialized.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -199,6 +199,18 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, AppError> {
     }
 }
 
+/// The longest value of a text field, from the field tables (0 for a field that is not text).
+pub fn max_chars(resource: Resource, field: &str) -> usize {
+    resource
+        .fields()
+        .iter()
+        .find(|f| f.name == field)
+        .map_or(0, |f| match f.kind {
+            Kind::Text { max, .. } => max,
+            _ => 0,
+        })
+}
+
 /// A validated create body: known fields only, required ones present, no nulls.
 pub fn validate_new(resource: Resource, body: Map<String, Value>) -> Result<Fields, AppError> {
     for spec in resource.fields().iter().filter(|s| s.required) {
@@ -342,38 +354,16 @@ fn check(spec: &FieldSpec, value: &Value) -> Result<(), AppError> {
                     "must be at most {MAX_METADATA_BYTES} bytes as JSON"
                 ));
             }
-            if let Err(why) = storable(value, false) {
-                return bad(why.into());
+            if let Some(Err(why)) = value.as_object().map(crate::store::storable) {
+                return bad(format!("cannot be stored: {why}"));
             }
         }
     }
     Ok(())
 }
 
-/// What Firestore cannot store: an array directly inside an array, an empty key, or a
-/// reserved `__name__` key. Rejected here as a 400 rather than failing at the store.
-fn storable(value: &Value, in_array: bool) -> Result<(), &'static str> {
-    match value {
-        Value::Array(items) => {
-            if in_array {
-                return Err("cannot hold a list directly inside a list");
-            }
-            items.iter().try_for_each(|v| storable(v, true))
-        }
-        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            if k.is_empty() {
-                Err("cannot have an empty key")
-            } else if k.starts_with("__") && k.ends_with("__") {
-                Err("cannot have keys like __name__ (reserved)")
-            } else {
-                storable(v, false)
-            }
-        }),
-        _ => Ok(()),
-    }
-}
-
-fn is_hex_colour(s: &str) -> bool {
+/// `#RRGGBB`.
+pub fn is_hex_colour(s: &str) -> bool {
     s.len() == 7 && s.starts_with('#') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 

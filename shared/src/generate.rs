@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::domain::{self, Patch, ProductStatus};
 use crate::error::AppError;
-use crate::events::{self, Outbox};
+use crate::events::{DocEvent, Outbox};
 use crate::handlers::{changes, processing_until, store_error};
 use crate::ids::{BusinessId, ProductId, Uid};
 use crate::images::{ImageStore, ObjectName};
@@ -32,17 +32,19 @@ use crate::store::{DocPath, Document, Fields, Precondition, StoreError, Write};
 
 /// Longest `prompt`, in characters.
 pub const MAX_PROMPT_CHARS: usize = 1000;
-/// Longest `error` stored on a failed product (the field's limit).
-const MAX_ERROR_CHARS: usize = 1000;
 
 /// A validated request body: `{businessId, productId, prompt?}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GenerateRequest {
-    /// The product's business (`businessId`).
+    /// The product's business.
+    #[serde(rename = "businessId")]
     pub business: BusinessId,
-    /// The product (`productId`).
+    /// The product.
+    #[serde(rename = "productId")]
     pub product: ProductId,
     /// The user's direction; a blank prompt is none.
+    #[serde(default)]
     pub prompt: Option<String>,
 }
 
@@ -50,36 +52,20 @@ impl GenerateRequest {
     /// 400 for an unknown field, a missing or malformed id, or a prompt that is not a string
     /// of at most [`MAX_PROMPT_CHARS`] characters.
     pub fn parse(body: Map<String, Value>) -> Result<Self, AppError> {
-        if let Some(key) = body
-            .keys()
-            .find(|k| !matches!(k.as_str(), "businessId" | "productId" | "prompt"))
-        {
-            return Err(AppError::BadRequest(format!("unknown field `{key}`")));
-        }
-        let id = |key: &str| match body.get(key) {
-            Some(Value::String(s)) => Ok(s.as_str()),
-            _ => Err(AppError::BadRequest(format!(
-                "field `{key}` is required and must be a string"
-            ))),
-        };
-        let business = BusinessId::parse(id("businessId")?)?;
-        let product = ProductId::parse(id("productId")?)?;
-        let prompt = match body.get("prompt") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.chars().count() <= MAX_PROMPT_CHARS => {
-                Some(s.trim().to_owned()).filter(|s| !s.is_empty())
-            }
-            Some(_) => {
+        let mut request: Self = serde_json::from_value(Value::Object(body))
+            .map_err(|e| AppError::BadRequest(format!("request body: {e}")))?;
+        if let Some(prompt) = &request.prompt {
+            if prompt.chars().count() > MAX_PROMPT_CHARS {
                 return Err(AppError::BadRequest(format!(
                     "field `prompt` must be a string of at most {MAX_PROMPT_CHARS} characters"
                 )));
             }
-        };
-        Ok(Self {
-            business,
-            product,
-            prompt,
-        })
+        }
+        request.prompt = request
+            .prompt
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty());
+        Ok(request)
     }
 }
 
@@ -172,7 +158,7 @@ fn busy() -> AppError {
 /// read (for the prompt).
 async fn take(app: &App, t: &Target<'_>) -> Result<Fields, AppError> {
     let Document { fields, version } = app
-        .store
+        .store()?
         .get(&t.path)
         .await
         .map_err(|e| store_error(e, "product"))?
@@ -197,7 +183,7 @@ async fn take(app: &App, t: &Target<'_>) -> Result<Fields, AppError> {
         mask: patch.mask.clone(),
         precondition: Precondition::At(version),
     };
-    let written = match app.store.commit(vec![write]).await {
+    let written = match app.store()?.commit(vec![write]).await {
         Ok(versions) => match versions.into_iter().next().flatten() {
             Some(version) => {
                 let mut doc = Document { fields, version };
@@ -208,7 +194,7 @@ async fn take(app: &App, t: &Target<'_>) -> Result<Fields, AppError> {
                     };
                 }
                 let event = changes(&patch, &t.ids(), &doc);
-                Ok((doc.fields, events::PRODUCT_UPDATED, event))
+                Ok((doc.fields, DocEvent::ProductUpdated, event))
             }
             None => Err(StoreError::Indeterminate(
                 "the commit returned no version".into(),
@@ -260,13 +246,15 @@ async fn conclude(app: &App, t: &Target<'_>, patch: Patch) -> Result<Document, S
     let outbox = Outbox::open(app, t.uid)
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    let written = app
-        .store
+    let store = app
+        .store()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let written = store
         .update(&t.path, patch.set.clone(), &patch.mask)
         .await
         .map(|doc| {
             let event = changes(&patch, &t.ids(), &doc);
-            (doc, events::PRODUCT_UPDATED, event)
+            (doc, DocEvent::ProductUpdated, event)
         });
     outbox.finish(written).await
 }
@@ -308,7 +296,10 @@ async fn fail(app: &App, t: &Target<'_>, err: AppError) -> Result<Value, AppErro
     let mut set = Fields::new();
     set.insert(
         "error".into(),
-        json!(crate::ai::truncate(&message, MAX_ERROR_CHARS)),
+        json!(crate::ai::truncate(
+            &message,
+            domain::max_chars(domain::Resource::Product, "error")
+        )),
     );
     let patch = status_patch(ProductStatus::Failed, set, &["processingUntil"]);
     match conclude(app, t, patch).await {
@@ -337,7 +328,7 @@ pub struct Sweep {
 /// job finishing at the same moment wins.
 pub async fn sweep_stuck(app: &App) -> Result<Sweep, AppError> {
     let found = app
-        .store
+        .store()?
         .find_in_group("products", "status", ProductStatus::Processing.as_str())
         .await
         .map_err(|e| store_error(e, "products"))?;
@@ -402,7 +393,7 @@ async fn mark_failed(
         mask: patch.mask.clone(),
         precondition: Precondition::At(doc.version),
     };
-    let written = match app.store.commit(vec![write]).await {
+    let written = match app.store()?.commit(vec![write]).await {
         Ok(versions) => match versions.into_iter().next().flatten() {
             Some(version) => {
                 let ids = [("id", product.as_str()), ("businessId", business.as_str())];
@@ -410,7 +401,7 @@ async fn mark_failed(
                 fields.extend(patch.set.clone());
                 fields.remove("processingUntil");
                 let event = changes(&patch, &ids, &Document { fields, version });
-                Ok(((), events::PRODUCT_UPDATED, event))
+                Ok(((), DocEvent::ProductUpdated, event))
             }
             None => Err(StoreError::Indeterminate(
                 "the commit returned no version".into(),

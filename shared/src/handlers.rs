@@ -10,7 +10,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::domain::{self, Resource};
 use crate::error::AppError;
-use crate::events::{self, CONTROL_EVENTS, Outbox, replay};
+use crate::events::{self, CONTROL_EVENTS, DocEvent, Outbox, replay};
 use crate::ids::{BusinessId, ProductId, Uid};
 use crate::images::{Image, ObjectName};
 use crate::registry::RegistryError;
@@ -78,8 +78,8 @@ pub async fn login(app: &App, who: &Principal) -> Result<Value, AppError> {
     let (businesses_path, user_path) = (CollectionPath::businesses(uid), DocPath::user(uid));
     let (user, businesses, products) = tokio::join!(
         get_or_create_user(app, who),
-        app.store.list(&businesses_path),
-        app.store.list_descendants(&user_path, "products"),
+        app.store()?.list(&businesses_path),
+        app.store()?.list_descendants(&user_path, "products"),
     );
     Ok(json!({
         "user": user?.to_json(),
@@ -112,7 +112,7 @@ async fn bootstrap_mark(app: &App, uid: &Uid) -> Result<u64, AppError> {
 async fn get_or_create_user(app: &App, who: &Principal) -> Result<Document, AppError> {
     let path = DocPath::user(who.uid());
     if let Some(user) = app
-        .store
+        .store()?
         .get(&path)
         .await
         .map_err(|e| store_error(e, "user"))?
@@ -135,11 +135,11 @@ async fn get_or_create_user(app: &App, who: &Principal) -> Result<Document, AppE
     }
     user.insert("createdAt".into(), json!(now));
     user.insert("updatedAt".into(), json!(now));
-    match app.store.create(&path, user).await {
+    match app.store()?.create(&path, user).await {
         Ok(user) => Ok(user),
         // Two first logins raced: the other one created it.
         Err(StoreError::AlreadyExists(_)) => app
-            .store
+            .store()?
             .get(&path)
             .await
             .map_err(|e| store_error(e, "user"))?
@@ -151,7 +151,7 @@ async fn get_or_create_user(app: &App, who: &Principal) -> Result<Document, AppE
 /// `GET /businesses`.
 pub async fn list_businesses(app: &App, who: &Principal) -> Result<Value, AppError> {
     let docs = app
-        .store
+        .store()?
         .list(&CollectionPath::businesses(who.uid()))
         .await
         .map_err(|e| store_error(e, "businesses"))?;
@@ -177,12 +177,12 @@ pub async fn create_business(
     let path = DocPath::business(who.uid(), &id);
     let outbox = Outbox::open(app, who.uid()).await?;
     let written = app
-        .store
+        .store()?
         .create(&path, stamp(fields, id.as_str()))
         .await
         .map(|doc| {
             let json = doc.to_json();
-            (json.clone(), events::BUSINESS_CREATED, json)
+            (json.clone(), DocEvent::BusinessCreated, json)
         });
     outbox
         .finish(written)
@@ -199,8 +199,8 @@ pub async fn list_products(
     let business_path = DocPath::business(who.uid(), business);
     let products_path = CollectionPath::products(who.uid(), business);
     let (exists, products) = tokio::join!(
-        app.store.get(&business_path),
-        app.store.list(&products_path),
+        app.store()?.get(&business_path),
+        app.store()?.list(&products_path),
     );
     if exists.map_err(|e| store_error(e, "business"))?.is_none() {
         return Err(AppError::NotFound("business not found".into()));
@@ -239,8 +239,10 @@ pub async fn create_product(
     fields.insert("businessId".into(), json!(business));
     // Businesses are never deleted, so a business read before the create is still there.
     let business_path = DocPath::business(who.uid(), business);
-    let (outbox, found) =
-        tokio::join!(Outbox::open(app, who.uid()), app.store.get(&business_path),);
+    let (outbox, found) = tokio::join!(
+        Outbox::open(app, who.uid()),
+        app.store()?.get(&business_path),
+    );
     let outbox = outbox?;
     match found {
         Ok(Some(_)) => {}
@@ -254,12 +256,12 @@ pub async fn create_product(
         }
     }
     let written = app
-        .store
+        .store()?
         .create(&DocPath::product(who.uid(), business, &id), fields)
         .await
         .map(|doc| {
             let json = doc.to_json();
-            (json.clone(), events::PRODUCT_CREATED, json)
+            (json.clone(), DocEvent::ProductCreated, json)
         });
     outbox
         .finish(written)
@@ -336,7 +338,7 @@ pub async fn update_product_fields(
     let patch = stamped(app, patch);
     let outbox = Outbox::open(app, uid).await?;
     let written = app
-        .store
+        .store()?
         .update(
             &DocPath::product(uid, business, product),
             patch.set.clone(),
@@ -345,7 +347,7 @@ pub async fn update_product_fields(
         .await
         .map(|doc| {
             let event = changes(&patch, &ids, &doc);
-            (doc.to_json(), events::PRODUCT_UPDATED, event)
+            (doc.to_json(), DocEvent::ProductUpdated, event)
         });
     outbox
         .finish(written)
@@ -429,10 +431,10 @@ pub async fn delete_product(
     let data = json!({"id": product, "businessId": business});
     let outbox = Outbox::open(app, who.uid()).await?;
     let written = app
-        .store
+        .store()?
         .delete(&DocPath::product(who.uid(), business, product))
         .await
-        .map(|()| (data.clone(), events::PRODUCT_DELETED, data.clone()));
+        .map(|()| (data.clone(), DocEvent::ProductDeleted, data.clone()));
     outbox
         .finish(written)
         .await
@@ -454,12 +456,12 @@ pub async fn update_user(
     let patch = stamped(app, domain::validate_patch(Resource::User, body)?);
     let outbox = Outbox::open(app, uid).await?;
     let written = app
-        .store
+        .store()?
         .update(&DocPath::user(uid), patch.set.clone(), &patch.mask)
         .await
         .map(|doc| {
             let event = changes(&patch, &[("uid", uid.as_str())], &doc);
-            (doc.to_json(), events::USER_UPDATED, event)
+            (doc.to_json(), DocEvent::UserUpdated, event)
         });
     outbox
         .finish(written)
@@ -525,41 +527,58 @@ pub async fn list_events(
     Ok(answer)
 }
 
+/// The body of `POST /broadcast`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastRequest {
+    /// Defaults to, and must equal, the service's `X-On-Behalf-Of`.
+    #[serde(default)]
+    pub uid: Option<Uid>,
+    /// A name like `ai:progress` (see [`is_event_name`]).
+    pub event: String,
+    #[serde(default)]
+    pub data: Value,
+}
+
+impl BroadcastRequest {
+    pub fn parse(body: Map<String, Value>) -> Result<Self, AppError> {
+        let request: Self = serde_json::from_value(Value::Object(body))
+            .map_err(|e| AppError::BadRequest(format!("request body: {e}")))?;
+        if !is_event_name(&request.event) {
+            return Err(AppError::BadRequest(
+                "field `event` must be a name like `ai:progress` (lowercase, digits, `-`, `_`, `:`; at most 64; not a control frame name)".into(),
+            ));
+        }
+        Ok(request)
+    }
+}
+
 /// `POST /broadcast` (services only): records and pushes `{uid, event, data}` to `uid`,
 /// which defaults to, and must equal, the service's `X-On-Behalf-Of`.
 pub async fn broadcast(
     app: &App,
     on_behalf_of: &Uid,
-    body: Map<String, Value>,
+    request: BroadcastRequest,
 ) -> Result<Value, AppError> {
-    for key in body.keys() {
-        if !matches!(key.as_str(), "uid" | "event" | "data") {
-            return Err(AppError::BadRequest(format!("unknown field `{key}`")));
-        }
-    }
-    let uid = match body.get("uid") {
+    let uid = match request.uid {
         None => on_behalf_of.clone(),
-        Some(Value::String(s)) if s == on_behalf_of.as_str() => on_behalf_of.clone(),
-        Some(Value::String(_)) => {
+        Some(uid) if &uid == on_behalf_of => uid,
+        Some(_) => {
             return Err(AppError::BadRequest(
                 "field `uid` must equal X-On-Behalf-Of".into(),
             ));
         }
-        Some(_) => return Err(AppError::BadRequest("field `uid` must be a string".into())),
     };
-    let event = match body.get("event") {
-        Some(Value::String(s)) if is_event_name(s) => s.clone(),
-        _ => {
-            return Err(AppError::BadRequest(
-                "field `event` must be a name like `ai:progress` (lowercase, digits, `-`, `_`, `:`; at most 64; not a control frame name)".into(),
-            ));
-        }
-    };
-    let data = body.get("data").cloned().unwrap_or(Value::Null);
-    let seq = Outbox::open(app, &uid).await?.publish(&event, data).await;
+    let event = request.event;
+    let seq = Outbox::open(app, &uid)
+        .await?
+        .publish(&event, request.data)
+        .await;
     Ok(json!({"uid": uid, "event": event, "seq": seq}))
 }
 
+/// A broadcast event name: lowercase letters, digits, `-`, `_`, `:`, at most 64, starting
+/// with a letter, and not a control frame's.
 fn is_event_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase())

@@ -1,13 +1,11 @@
 //! The REST surface: the route table (one Lambda per route) and the one place where
-//! requests become handler calls and `AppError`s become HTTP responses.
+//! requests become handler calls and `AppError`s become HTTP responses. CORS belongs to the
+//! transport: API Gateway answers it when deployed, the local gateway locally.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_MAX_AGE, CONTENT_TYPE, HeaderMap, HeaderValue, ORIGIN, VARY,
-};
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -212,16 +210,10 @@ pub async fn dispatch(app: &App, route: Route, req: ApiRequest) -> ApiResponse {
         }
         None => run(app, route, &req).await,
     };
-    let mut response = match handled {
+    match handled {
         Ok((status, value)) => ApiResponse::json(status, &value),
         Err(err) => ApiResponse::error(&err),
-    };
-    add_cors(
-        &app.cors_allowed_origins,
-        req.headers.get(ORIGIN),
-        &mut response.headers,
-    );
-    response
+    }
 }
 
 fn param<T>(
@@ -326,10 +318,10 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
         }
         Route::Broadcast => {
             let on_behalf_of = app.auth.authenticate_service(&req.headers)?;
-            let body = json_body(req)?;
+            let request = handlers::BroadcastRequest::parse(json_body(req)?)?;
             Ok((
                 S::ACCEPTED,
-                handlers::broadcast(app, &on_behalf_of, body).await?,
+                handlers::broadcast(app, &on_behalf_of, request).await?,
             ))
         }
         Route::UploadProductImage => {
@@ -359,44 +351,18 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
     }
 }
 
-/// Headers a browser may send across origins.
-pub const CORS_ALLOWED_HEADERS: &str = "authorization, content-type, x-service-key, x-on-behalf-of";
-pub const CORS_ALLOWED_METHODS: &str = "GET, POST, PATCH, DELETE, OPTIONS";
-
-/// Adds `Access-Control-Allow-Origin` when `origin` is allowed (`*` allows any).
-pub fn add_cors(allowed: &[String], origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
-    let Some(origin) = origin else { return };
-    let Ok(origin_str) = origin.to_str() else {
-        return;
-    };
-    if allowed.iter().any(|a| a == "*" || a == origin_str) {
-        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        headers.insert(VARY, HeaderValue::from_static("Origin"));
-    }
-}
-
-/// The answer to a CORS preflight (`OPTIONS`), for transports that must give it themselves.
-pub fn preflight(allowed: &[String], origin: Option<&HeaderValue>) -> ApiResponse {
-    let mut response = ApiResponse {
-        status: StatusCode::NO_CONTENT,
-        headers: HeaderMap::new(),
-        body: Bytes::new(),
-    };
-    add_cors(allowed, origin, &mut response.headers);
-    if response.headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
-        let h = &mut response.headers;
-        h.insert(
-            ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static(CORS_ALLOWED_HEADERS),
-        );
-        h.insert(
-            ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static(CORS_ALLOWED_METHODS),
-        );
-        h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-    }
-    response
-}
+/// What a browser on another origin may send: the CORS policy API Gateway applies when
+/// deployed (`template.yaml`, `CorsConfiguration`) and the local gateway applies itself; a test
+/// keeps the two equal.
+pub const CORS_ALLOWED_HEADERS: [&str; 4] = [
+    "authorization",
+    "content-type",
+    "x-service-key",
+    "x-on-behalf-of",
+];
+pub const CORS_ALLOWED_METHODS: [&str; 5] = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"];
+/// How long a browser may cache a preflight's answer.
+pub const CORS_MAX_AGE_SECS: u64 = 600;
 
 #[cfg(test)]
 mod tests {
@@ -428,23 +394,5 @@ mod tests {
             Err(AppError::NotFound(_))
         ));
         assert!(Route::resolve(&Method::GET, "/products/").is_err());
-    }
-
-    #[test]
-    fn cors_only_for_allowed_origins() {
-        let allowed = vec!["https://app.example".to_string()];
-        let mut h = HeaderMap::new();
-        add_cors(
-            &allowed,
-            Some(&HeaderValue::from_static("https://evil.example")),
-            &mut h,
-        );
-        assert!(h.is_empty());
-        add_cors(
-            &allowed,
-            Some(&HeaderValue::from_static("https://app.example")),
-            &mut h,
-        );
-        assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
     }
 }

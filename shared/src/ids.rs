@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 
-/// Longest id accepted in a path (SPEC section 3).
+/// Longest id accepted in a path.
 pub const MAX_ID_LEN: usize = 128;
 /// Length of a server-generated id, like Firestore's auto ids.
 pub const GENERATED_ID_LEN: usize = 20;

@@ -8,38 +8,17 @@ use lambda_http::{Body, RequestExt};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 use crate::app::App;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::function::Function;
 use crate::http::{ApiRequest, Route, dispatch};
-use crate::ws::{self, WsRoute};
+use crate::ws::{self, WsRequest, WsRoute};
 
 pub type Error = lambda_runtime::Error;
 
-async fn cold_start(route: Option<Route>) -> Result<App, Error> {
+async fn cold_start(function: Function) -> Result<App, Error> {
     crate::telemetry::init();
-    let config = Config::from_env()?;
-    if let Some(route) = route {
-        check_route_config(&config, route)?;
-    }
-    Ok(App::from_config(config).await?)
-}
-
-/// The settings only some functions need: without them, that function stops at cold start
-/// with a message naming them, rather than failing its requests.
-pub fn check_route_config(config: &Config, route: Route) -> Result<(), ConfigError> {
-    let needs_storage = matches!(route, Route::UploadProductImage | Route::GenerateAdImage);
-    if needs_storage && config.storage.is_none() {
-        return Err(ConfigError(format!(
-            "STORAGE_BUCKET must be set for {}",
-            route.function()
-        )));
-    }
-    if route == Route::GenerateAdImage && config.ai.is_none() {
-        return Err(ConfigError(format!(
-            "AI_API_KEY (and AI_BASE_URL for a provider other than OpenAI), or AI_PROVIDER=offline, must be set for {}",
-            route.function()
-        )));
-    }
-    Ok(())
+    let config = Config::from_env_for(function)?;
+    Ok(App::build(config, function).await?)
 }
 
 /// Converts an API Gateway HTTP API request (payload v2) into the transport-neutral shape.
@@ -69,14 +48,21 @@ pub fn api_request(req: lambda_http::Request) -> ApiRequest {
     }
 }
 
-/// The invocation's deadline (`Context::deadline`, unix ms) as an instant.
-pub fn deadline_of(context: &lambda_runtime::Context) -> tokio::time::Instant {
+/// The invocation's deadline (`Context::deadline`, unix ms) as an instant; the function's
+/// own `timeout` from now when the context has none (an event built by hand).
+pub fn deadline_of(
+    context: Option<&lambda_runtime::Context>,
+    timeout: std::time::Duration,
+) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let Some(deadline_ms) = context.map(|c| c.deadline).filter(|d| *d > 0) else {
+        return now + timeout;
+    };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let left = u128::from(context.deadline).saturating_sub(now_ms);
-    tokio::time::Instant::now()
-        + std::time::Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
+    let left = u128::from(deadline_ms).saturating_sub(now_ms);
+    now + std::time::Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
 }
 
 /// Serves one API Gateway HTTP request for `route`, within its invocation's deadline.
@@ -85,11 +71,7 @@ pub async fn serve_http(
     route: Route,
     req: lambda_http::Request,
 ) -> lambda_http::Response<Body> {
-    // Without a context (a request built by hand), the function's own timeout.
-    let deadline = req.lambda_context_ref().map_or_else(
-        || tokio::time::Instant::now() + route.timeout(),
-        deadline_of,
-    );
+    let deadline = deadline_of(req.lambda_context_ref(), route.timeout());
     let response = crate::deadline::scope(deadline, dispatch(app, route, api_request(req))).await;
     // JSON goes back as text, so API Gateway (and `sam local invoke`) show it as is.
     let body = match String::from_utf8(response.body.to_vec()) {
@@ -104,7 +86,7 @@ pub async fn serve_http(
 
 /// The whole life of a REST Lambda: cold start once, then serve `route`.
 pub async fn run_http(route: Route) -> Result<(), Error> {
-    let app = cold_start(Some(route)).await?;
+    let app = cold_start(Function::Http(route)).await?;
     let app = &app;
     lambda_http::run(service_fn(move |req| async move {
         Ok::<_, Infallible>(serve_http(app, route, req).await)
@@ -114,27 +96,61 @@ pub async fn run_http(route: Route) -> Result<(), Error> {
 
 /// The whole life of a WebSocket Lambda: cold start once, then serve `route`.
 pub async fn run_ws(route: WsRoute) -> Result<(), Error> {
-    let app = cold_start(None).await?;
+    let app = cold_start(Function::Ws(route)).await?;
     let app = &app;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            let deadline = deadline_of(&event.context);
-            let answer =
-                crate::deadline::scope(deadline, ws::handle(app, route, event.payload)).await;
-            Ok::<ApiGatewayProxyResponse, Infallible>(answer)
+            Ok::<ApiGatewayProxyResponse, Infallible>(serve_ws(app, route, event).await)
         },
     ))
     .await
 }
 
+/// API Gateway's WebSocket event in the transport-neutral shape.
+pub fn ws_request(event: ApiGatewayWebsocketProxyRequest) -> WsRequest {
+    WsRequest {
+        connection_id: event.request_context.connection_id.unwrap_or_default(),
+        headers: event.headers,
+        query: event
+            .query_string_parameters
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        body: event.body.unwrap_or_default(),
+    }
+}
+
+/// Serves one API Gateway WebSocket event for `route`, within its invocation's deadline.
+pub async fn serve_ws(
+    app: &App,
+    route: WsRoute,
+    event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+) -> ApiGatewayProxyResponse {
+    let deadline = deadline_of(Some(&event.context), route.timeout());
+    let request = ws_request(event.payload);
+    let answer = crate::deadline::scope(deadline, ws::handle(app, route, request)).await;
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = i64::from(answer.status.as_u16());
+    response.headers = answer.headers;
+    if !answer.body.is_empty() {
+        response.body = Some(aws_lambda_events::encodings::Body::Text(
+            String::from_utf8_lossy(&answer.body).into_owned(),
+        ));
+    }
+    response
+}
+
+/// The sweeper's timeout (`template.yaml`).
+pub const SWEEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The whole life of the sweeper Lambda (run on a schedule): cold start once, then, at each
 /// invocation, mark the products stuck in `processing` as `failed`.
 pub async fn run_sweeper() -> Result<(), Error> {
-    let app = cold_start(None).await?;
+    let app = cold_start(Function::Sweeper).await?;
     let app = &app;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let deadline = deadline_of(&event.context);
+            let deadline = deadline_of(Some(&event.context), SWEEP_TIMEOUT);
             let sweep = crate::deadline::scope(deadline, crate::generate::sweep_stuck(app))
                 .await
                 .map_err(|e| Error::from(e.to_string()))?;

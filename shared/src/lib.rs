@@ -7,11 +7,13 @@ pub mod config;
 pub mod deadline;
 pub mod domain;
 pub mod error;
+pub mod function;
 pub mod google;
 pub mod ids;
 pub mod images;
 pub mod push;
 pub mod registry;
+pub mod snapshot;
 pub mod store;
 
 pub use app::App;

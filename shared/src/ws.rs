@@ -1,11 +1,11 @@
-//! The WebSocket routes (`$connect`, `$disconnect`, `$default`) over API Gateway's
-//! WebSocket event shape. The local gateway builds the same events, so both run this code.
+//! The WebSocket routes (`$connect`, `$disconnect`, `$default`), transport-neutral: a
+//! [`WsRequest`] in, an [`ApiResponse`] out. `lambda` converts API Gateway's WebSocket events;
+//! the local gateway calls [`handle`] from its own sockets.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use aws_lambda_events::encodings::Body;
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -14,6 +14,7 @@ use crate::deadline;
 use crate::error::AppError;
 use crate::events::replay::{self, Ending};
 use crate::events::{control_frame, event_frame};
+use crate::http::ApiResponse;
 use crate::ids::ConnectionId;
 use crate::registry::Connection;
 
@@ -67,42 +68,40 @@ impl WsRoute {
     }
 }
 
-fn response(status: i64) -> ApiGatewayProxyResponse {
-    let mut r = ApiGatewayProxyResponse::default();
-    r.status_code = status;
-    r
+/// One WebSocket event, as every transport hands it to [`handle`].
+#[derive(Clone, Debug, Default)]
+pub struct WsRequest {
+    /// The connection it is about (API Gateway's connection id).
+    pub connection_id: String,
+    /// The handshake's headers (`$connect` only).
+    pub headers: HeaderMap,
+    /// The connect URL's query parameters (`$connect` only).
+    pub query: HashMap<String, String>,
+    /// The message (`$default` only).
+    pub body: String,
 }
 
-fn refuse(err: &AppError) -> ApiGatewayProxyResponse {
-    if let AppError::Internal(detail) = err {
-        tracing::error!(detail, "websocket route failed");
+fn ok() -> ApiResponse {
+    ApiResponse {
+        status: StatusCode::OK,
+        headers: HeaderMap::new(),
+        body: bytes::Bytes::new(),
     }
-    let mut r = response(i64::from(err.status().as_u16()));
-    r.body = Some(Body::Text(err.body().to_string()));
-    r
 }
 
-/// Handles one WebSocket event of `route`.
-pub async fn handle(
-    app: &App,
-    route: WsRoute,
-    event: ApiGatewayWebsocketProxyRequest,
-) -> ApiGatewayProxyResponse {
-    let Some(id) = event
-        .request_context
-        .connection_id
-        .as_deref()
-        .and_then(|id| ConnectionId::parse(id).ok())
-    else {
-        return refuse(&AppError::BadRequest("missing connection id".into()));
+/// Handles one WebSocket event of `route`: 200 lets a connection in (with the subprotocol to
+/// echo), anything else refuses it with the JSON error.
+pub async fn handle(app: &App, route: WsRoute, request: WsRequest) -> ApiResponse {
+    let Ok(id) = ConnectionId::parse(&request.connection_id) else {
+        return ApiResponse::error(&AppError::BadRequest("missing connection id".into()));
     };
     let work = async {
         match route {
-            WsRoute::Connect => connect(app, &id, &event).await,
-            WsRoute::Disconnect => disconnect(app, &id).await.map(|()| response(200)),
+            WsRoute::Connect => connect(app, &id, &request).await,
+            WsRoute::Disconnect => disconnect(app, &id).await.map(|()| ok()),
             WsRoute::Default => {
-                on_message(app, &id, event.body.as_deref().unwrap_or_default()).await;
-                Ok(response(200))
+                on_message(app, &id, &request.body).await;
+                Ok(ok())
             }
         }
     };
@@ -112,14 +111,14 @@ pub async fn handle(
             .unwrap_or_else(|_| Err(crate::http::out_of_time())),
         None => work.await,
     };
-    result.unwrap_or_else(|err| refuse(&err))
+    result.unwrap_or_else(|err| ApiResponse::error(&err))
 }
 
 /// The token of a connect request: a `Sec-WebSocket-Protocol` value that looks like a JWT
 /// (browsers cannot set headers), else the `token` query parameter. Returns the protocol
 /// value to echo, if that is where it came from.
-fn connect_token(event: &ApiGatewayWebsocketProxyRequest) -> Option<(String, Option<String>)> {
-    let from_protocol = event
+fn connect_token(request: &WsRequest) -> Option<(String, Option<String>)> {
+    let from_protocol = request
         .headers
         .get(SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
@@ -132,9 +131,9 @@ fn connect_token(event: &ApiGatewayWebsocketProxyRequest) -> Option<(String, Opt
     if let Some(token) = from_protocol {
         return Some((token.clone(), Some(token)));
     }
-    event
-        .query_string_parameters
-        .first("token")
+    request
+        .query
+        .get("token")
         .filter(|t| !t.is_empty())
         .map(|t| (t.to_owned(), None))
 }
@@ -142,9 +141,9 @@ fn connect_token(event: &ApiGatewayWebsocketProxyRequest) -> Option<(String, Opt
 async fn connect(
     app: &App,
     id: &ConnectionId,
-    event: &ApiGatewayWebsocketProxyRequest,
-) -> Result<ApiGatewayProxyResponse, AppError> {
-    let (token, protocol) = connect_token(event).ok_or_else(|| {
+    request: &WsRequest,
+) -> Result<ApiResponse, AppError> {
+    let (token, protocol) = connect_token(request).ok_or_else(|| {
         AppError::Unauthorized(
             "a token is required (Sec-WebSocket-Protocol or the `token` query parameter)".into(),
         )
@@ -161,7 +160,7 @@ async fn connect(
         })
         .await?;
     tracing::info!(connection = %id, uid = %verified.uid, "connected");
-    let mut ok = response(200);
+    let mut ok = ok();
     if let Some(protocol) = protocol {
         // Browsers drop a connection whose chosen subprotocol is not echoed.
         if let Ok(value) = HeaderValue::from_str(&protocol) {

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adsync::ids::{ConnectionId, Uid};
-use adsync::registry::dynamo::{DynamoRegistry, create_table};
+use adsync::registry::dynamo::DynamoRegistry;
 use adsync::registry::memory::MemoryRegistry;
 use adsync::registry::{Connection, ConnectionRegistry, EventLog, LogEntry, RecordedEvent};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
+use local_gateway::tables::create_table;
 use serde_json::json;
 
 /// Both ports, as one object under test.

@@ -830,8 +830,8 @@ mod google_token {
     use std::time::Duration;
 
     use adsync::config::FirestoreConfig;
-    use adsync::store::firestore::FirestoreStore;
     use adsync::google::{CLOUD_PLATFORM_SCOPE, GoogleTokenSource};
+    use adsync::store::firestore::FirestoreStore;
     use adsync::store::{DocPath, DocumentStore, StoreError};
     use axum::extract::{Request, State};
     use axum::http::StatusCode;

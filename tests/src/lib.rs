@@ -118,17 +118,19 @@ impl TestApp {
         let mut config = Config::from_settings(&settings).expect("test configuration");
         tune(&mut config);
 
-        let sdk = adsync::app::aws_sdk_config(&config).await;
+        let sdk = adsync::app::aws_sdk_config(config.aws, &config.timeouts).await;
         let dynamo = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk)
                 .endpoint_url(&services.dynamodb_endpoint)
                 .build(),
         );
-        adsync::registry::dynamo::create_table(&dynamo, &table)
+        local_gateway::tables::create_table(&dynamo, &table)
             .await
             .expect("create the connections table");
 
-        let app = App::from_config(config).await.expect("app");
+        let app = App::build(config, adsync::function::Function::Everything)
+            .await
+            .expect("app");
         firestore.calls.reset();
         let pem = std::fs::read(format!("{FIXTURES}/test-key-1.pem")).expect("fixture key");
         Self {
@@ -291,7 +293,9 @@ impl TestApp {
         let event = websocket_event(route, connection, query, headers, body);
         let event: ApiGatewayWebsocketProxyRequest =
             serde_json::from_value(event).expect("API Gateway WebSocket event");
-        adsync::ws::handle(&self.app, route, event).await
+        let invocation =
+            lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
+        adsync::lambda::serve_ws(&self.app, route, invocation).await
     }
 
     /// Connects a socket for `uid` (token in the query string); returns its id.

@@ -86,7 +86,8 @@ async fn every_sample_event_runs_through_its_handler() {
     let product = ProductId::parse(update["productId"].as_str().unwrap()).unwrap();
     let doc = |v: Value| v.as_object().cloned().unwrap();
     t.app
-        .store
+        .store()
+            .unwrap()
         .create(
             &DocPath::business(&alice, &business),
             doc(json!({"id": business, "name": "Sample", "createdAt": "2026-11-24T00:00:00.000Z", "updatedAt": "2026-11-24T00:00:00.000Z"})),
@@ -94,7 +95,8 @@ async fn every_sample_event_runs_through_its_handler() {
         .await
         .unwrap();
     t.app
-        .store
+        .store()
+            .unwrap()
         .create(
             &DocPath::product(&alice, &business, &product),
             doc(json!({"id": product, "businessId": business, "name": "Sample", "status": "draft", "createdAt": "2026-11-24T00:00:00.000Z", "updatedAt": "2026-11-24T00:00:00.000Z"})),
@@ -149,7 +151,9 @@ async fn every_sample_event_runs_through_its_handler() {
                     request.request_context.route_key.as_deref(),
                     Some(route.key())
                 );
-                let response = adsync::ws::handle(&t.app, route, request).await;
+                let invocation =
+                    lambda_runtime::LambdaEvent::new(request, lambda_runtime::Context::default());
+                let response = adsync::lambda::serve_ws(&t.app, route, invocation).await;
                 assert_eq!(
                     response.status_code, 200,
                     "events/{stem}.json: {:?}",
@@ -249,6 +253,85 @@ fn the_template_routes_exactly_the_route_table() {
     assert!(
         !template.contains("AUTH_MODE: emulator"),
         "emulator auth must never be deployed"
+    );
+}
+
+/// The names of the environment variables each function's own `Environment` block sets in
+/// `template.yaml` (the Globals apart).
+fn template_function_variables() -> BTreeMap<String, Vec<String>> {
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).expect("template.yaml");
+    let mut variables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut binary: Option<String> = None;
+    let mut in_variables = false;
+    for line in template.lines() {
+        let trimmed = line.trim();
+        let indent = line.len() - line.trim_start().len();
+        if let Some(b) = trimmed.strip_prefix("Binary:") {
+            binary = Some(b.trim().to_owned());
+            variables.entry(b.trim().to_owned()).or_default();
+            in_variables = false;
+        } else if trimmed == "Variables:" && binary.is_some() {
+            in_variables = true;
+        } else if in_variables && indent == 10 && !trimmed.starts_with('#') {
+            if let (Some(b), Some((name, _))) = (&binary, trimmed.split_once(':')) {
+                variables
+                    .entry(b.clone())
+                    .or_default()
+                    .push(name.to_owned());
+            }
+        } else if in_variables && indent <= 8 && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            in_variables = false;
+        }
+    }
+    variables
+}
+
+#[test]
+fn each_function_gets_only_the_secrets_it_uses() {
+    use adsync::function::{Function, Need};
+    let variables = template_function_variables();
+    for function in Function::all() {
+        let needs = function.needs();
+        let has = |name: &str| variables[function.name()].iter().any(|v| v == name);
+        assert_eq!(
+            has("GOOGLE_SERVICE_ACCOUNT_JSON"),
+            needs.documents || needs.images != Need::No,
+            "{}",
+            function.name()
+        );
+        assert_eq!(has("SERVICE_KEY"), needs.service_key, "{}", function.name());
+    }
+}
+
+/// The values of a flow list of `template.yaml` such as `AllowHeaders: [A, B]`.
+fn template_list(key: &str) -> Vec<String> {
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).expect("template.yaml");
+    let line = template
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in template.yaml"));
+    line.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .map(|v| v.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn api_gateway_allows_the_cors_headers_and_methods_the_local_gateway_does() {
+    let headers: Vec<String> = template_list("AllowHeaders")
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    assert_eq!(headers, adsync::http::CORS_ALLOWED_HEADERS);
+    assert_eq!(
+        template_list("AllowMethods"),
+        adsync::http::CORS_ALLOWED_METHODS
+    );
+    assert_eq!(
+        template_list("MaxAge"),
+        [adsync::http::CORS_MAX_AGE_SECS.to_string()]
     );
 }
 

@@ -116,7 +116,7 @@ impl ProductFacts {
             price,
             colors: strings("colors")
                 .into_iter()
-                .filter(|c| is_hex_colour(c))
+                .filter(|c| crate::domain::is_hex_colour(c))
                 .collect(),
             tags: strings("tags"),
         }
@@ -141,8 +141,9 @@ pub fn format_price(amount: f64, currency: Option<&str>) -> String {
     }
 }
 
-fn is_hex_colour(s: &str) -> bool {
-    s.len() == 7 && s.starts_with('#') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())
+/// The longest caption a product can hold (its field table's limit).
+pub fn max_caption_chars() -> usize {
+    crate::domain::max_chars(crate::domain::Resource::Product, "caption")
 }
 
 /// At most `max` characters, with `…` when cut.

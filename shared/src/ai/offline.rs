@@ -11,7 +11,6 @@ use super::{AdCreative, AdRequest, AiError, AiProvider, ProductFacts, truncate};
 use crate::images::{Image, ImageKind};
 
 /// Longest caption (the product's `caption` limit).
-const MAX_CAPTION: usize = 2200;
 /// Characters per line of the product name on the image, and lines at most.
 const NAME_LINE: usize = 16;
 const NAME_LINES: usize = 3;
@@ -129,7 +128,7 @@ pub fn caption(facts: &ProductFacts) -> String {
     for tag in facts.tags.iter().take(3) {
         let _ = write!(caption, " {}", hashtag(tag));
     }
-    truncate(&caption, MAX_CAPTION)
+    truncate(&caption, crate::ai::max_caption_chars())
 }
 
 /// `#` and the tag's letters and digits.

@@ -36,7 +36,6 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_secs(2);
 /// Longest piece of a provider's error message kept.
 const MAX_MESSAGE: usize = 300;
 /// Longest caption (the product's `caption` limit).
-const MAX_CAPTION: usize = 2200;
 /// The warm-up probe must not hold up a cold start.
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -310,7 +309,7 @@ impl OpenAiProvider {
             .map(|t| t.trim().trim_matches('"').trim())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| AiError::Failed("AI provider caption: the answer has no text".into()))?;
-        Ok(truncate(text, MAX_CAPTION))
+        Ok(truncate(text, crate::ai::max_caption_chars()))
     }
 }
 

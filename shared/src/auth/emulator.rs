@@ -43,4 +43,3 @@ pub fn emulator_token(
     let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
     format!("{header}.{payload}.")
 }
-

@@ -206,7 +206,6 @@ impl GoogleKeys {
     }
 }
 
-
 /// How long a key response may be cached, from its `Cache-Control`.
 fn cache_lifetime(headers: &HeaderMap) -> Duration {
     let directives = headers

@@ -338,5 +338,4 @@ mod tests {
             assert!(bearer_token(&h).is_err(), "{bad:?}");
         }
     }
-
 }

@@ -14,31 +14,29 @@ pub(super) fn on_behalf_of(
     key: Option<&SecretString>,
     headers: &HeaderMap,
 ) -> Result<Uid, AppError> {
-        let expected = key
-            .map(|k| k.expose_secret().as_bytes())
-            .filter(|k| !k.is_empty());
-        let Some(expected) = expected else {
-            return Err(AppError::Unauthorized(
-                "service keys are not accepted by this deployment".into(),
-            ));
-        };
-        let presented = headers
-            .get(SERVICE_KEY_HEADER)
-            .map_or(&b""[..], |v| v.as_bytes());
-        // Constant time in the content; only the length can leak, which says nothing useful
-        // about a random key.
-        if !bool::from(presented.ct_eq(expected)) {
-            return Err(AppError::Unauthorized("invalid service key".into()));
-        }
-        let Some(on_behalf_of) = headers.get(ON_BEHALF_OF_HEADER) else {
-            return Err(AppError::Unauthorized(
-                "`X-On-Behalf-Of: <uid>` is required with `X-Service-Key`".into(),
-            ));
-        };
-        let raw = on_behalf_of
-            .to_str()
-            .map_err(|_| AppError::BadRequest("`X-On-Behalf-Of` must be a valid uid".into()))?;
-        Uid::parse(raw)
-            .map_err(|_| AppError::BadRequest("`X-On-Behalf-Of` must be a valid uid".into()))
+    let expected = key
+        .map(|k| k.expose_secret().as_bytes())
+        .filter(|k| !k.is_empty());
+    let Some(expected) = expected else {
+        return Err(AppError::Unauthorized(
+            "service keys are not accepted by this deployment".into(),
+        ));
+    };
+    let presented = headers
+        .get(SERVICE_KEY_HEADER)
+        .map_or(&b""[..], |v| v.as_bytes());
+    // Constant time in the content; only the length can leak, which says nothing useful
+    // about a random key.
+    if !bool::from(presented.ct_eq(expected)) {
+        return Err(AppError::Unauthorized("invalid service key".into()));
     }
-
+    let Some(on_behalf_of) = headers.get(ON_BEHALF_OF_HEADER) else {
+        return Err(AppError::Unauthorized(
+            "`X-On-Behalf-Of: <uid>` is required with `X-Service-Key`".into(),
+        ));
+    };
+    let raw = on_behalf_of
+        .to_str()
+        .map_err(|_| AppError::BadRequest("`X-On-Behalf-Of` must be a valid uid".into()))?;
+    Uid::parse(raw).map_err(|_| AppError::BadRequest("`X-On-Behalf-Of` must be a valid uid".into()))
+}

@@ -20,11 +20,28 @@ use serde_json::{Value, json};
 use crate::push::MAX_FRAME_BYTES;
 use crate::registry::RecordedEvent;
 
-pub const BUSINESS_CREATED: &str = "business:created";
-pub const PRODUCT_CREATED: &str = "product:created";
-pub const PRODUCT_UPDATED: &str = "product:updated";
-pub const PRODUCT_DELETED: &str = "product:deleted";
-pub const USER_UPDATED: &str = "user:updated";
+/// The events the backend emits about the documents it writes (services broadcast others).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocEvent {
+    BusinessCreated,
+    ProductCreated,
+    ProductUpdated,
+    ProductDeleted,
+    UserUpdated,
+}
+
+impl DocEvent {
+    /// The event's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BusinessCreated => "business:created",
+            Self::ProductCreated => "product:created",
+            Self::ProductUpdated => "product:updated",
+            Self::ProductDeleted => "product:deleted",
+            Self::UserUpdated => "user:updated",
+        }
+    }
+}
 
 /// Names of control frames: they carry no `seq` and cannot be broadcast.
 pub const CONTROL_EVENTS: [&str; 7] = [
@@ -61,7 +78,7 @@ pub fn recorded(seq: u64, name: &str, data: Value) -> RecordedEvent {
     }
     notice.insert("truncated".into(), Value::Bool(true));
     let name = if name.starts_with("product:") {
-        PRODUCT_UPDATED
+        DocEvent::ProductUpdated.name()
     } else {
         name
     };
@@ -95,21 +112,21 @@ mod tests {
         let big = "x".repeat(MAX_FRAME_BYTES);
         let event = recorded(
             7,
-            PRODUCT_CREATED,
+            DocEvent::ProductCreated.name(),
             json!({"id": "p1", "businessId": "b1", "version": "v", "caption": big}),
         );
-        assert_eq!(event.event, PRODUCT_UPDATED);
+        assert_eq!(event.event, "product:updated");
         assert_eq!(
             event.data,
             json!({"id": "p1", "businessId": "b1", "version": "v", "truncated": true})
         );
-        let user = recorded(8, USER_UPDATED, json!({"uid": "u1", "displayName": big}));
-        assert_eq!(user.event, USER_UPDATED);
+        let user = recorded(8, "user:updated", json!({"uid": "u1", "displayName": big}));
+        assert_eq!(user.event, "user:updated");
         assert_eq!(user.data, json!({"uid": "u1", "truncated": true}));
-        let small = recorded(9, PRODUCT_CREATED, json!({"id": "p1"}));
+        let small = recorded(9, "product:created", json!({"id": "p1"}));
         assert_eq!(
             (small.event.as_str(), small.data),
-            (PRODUCT_CREATED, json!({"id": "p1"}))
+            ("product:created", json!({"id": "p1"}))
         );
         let frame: Value = serde_json::from_str(&event_frame(&event)).unwrap();
         assert_eq!(frame["seq"], 7);

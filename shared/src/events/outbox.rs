@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{event_frame, fan_out, recorded};
+use super::{DocEvent, event_frame, fan_out, recorded};
 use crate::app::App;
 use crate::error::AppError;
 use crate::ids::Uid;
@@ -102,15 +102,15 @@ impl<'a> Outbox<'a> {
         }
     }
 
-    /// Publishes `(name, data)` if `result` holds a success, abandons the seq otherwise;
+    /// Publishes `(event, data)` if `result` holds a success, abandons the seq otherwise;
     /// returns the value or the error.
     pub async fn finish<T>(
         self,
-        result: Result<(T, &str, Value), StoreError>,
+        result: Result<(T, DocEvent, Value), StoreError>,
     ) -> Result<T, StoreError> {
         match result {
-            Ok((value, name, data)) => {
-                self.publish(name, data).await;
+            Ok((value, event, data)) => {
+                self.publish(event.name(), data).await;
                 Ok(value)
             }
             Err(err) => {

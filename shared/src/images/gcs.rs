@@ -45,22 +45,6 @@ impl CloudStorage {
         }
     }
 
-    /// Opens the connection (and gets a token) ahead of the first request; failures are
-    /// logged, the first request tries again.
-    pub async fn warm_up(&self) {
-        let connect = async {
-            if let Err(e) = self.http.get(format!("{}/", self.api_url)).send().await {
-                tracing::warn!(error = %describe(&e), "storage warm-up: connecting failed");
-            }
-        };
-        let token = async {
-            if let Err(e) = self.tokens.access_token().await {
-                tracing::warn!(error = %e, "storage warm-up: no access token");
-            }
-        };
-        tokio::join!(connect, token);
-    }
-
     /// The URL browsers load `name` from.
     pub fn public_url(&self, name: &ObjectName) -> String {
         format!(
@@ -155,5 +139,21 @@ impl ImageStore for CloudStorage {
         } else {
             Err(StorageError(format!("delete: HTTP {}", status.as_u16())))
         }
+    }
+
+    /// Opens the connection (and gets a token) ahead of the first request; failures are
+    /// logged, the first request tries again.
+    async fn warm_up(&self) {
+        let connect = async {
+            if let Err(e) = self.http.get(format!("{}/", self.api_url)).send().await {
+                tracing::warn!(error = %describe(&e), "storage warm-up: connecting failed");
+            }
+        };
+        let token = async {
+            if let Err(e) = self.tokens.access_token().await {
+                tracing::warn!(error = %e, "storage warm-up: no access token");
+            }
+        };
+        tokio::join!(connect, token);
     }
 }

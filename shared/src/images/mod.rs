@@ -14,7 +14,7 @@ use rand::Rng;
 use crate::error::AppError;
 use crate::ids::{ProductId, Uid};
 
-/// Largest accepted upload: 5 MiB (SPEC section 4). One byte more is 413.
+/// Largest accepted upload: 5 MiB. One byte more is 413.
 pub const MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
 
 /// The image formats the backend stores. Uploads may be PNG, JPEG or WebP; SVG is only
@@ -178,6 +178,9 @@ pub trait ImageStore: Send + Sync {
     /// Deletes an object (one that turned out to belong to no product); a missing one is
     /// not an error.
     async fn delete(&self, name: &ObjectName) -> Result<(), StorageError>;
+
+    /// Opens connections ahead of the first request; never fails (the first request retries).
+    async fn warm_up(&self) {}
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 //! socket dies with the server.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -200,10 +199,9 @@ impl MemoryRegistry {
             })
             .map_err(|e| RegistryError::Unavailable(format!("serialising the snapshot: {e}")))?
         };
-        let path = snapshot.path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+        crate::snapshot::write_atomically(&snapshot.path, &bytes)
             .await
-            .map_err(|e| RegistryError::Unavailable(format!("writing the snapshot: {e}")))?
+            .map_err(|e| file_error("writing", &snapshot.path, e))
     }
 }
 
@@ -355,17 +353,6 @@ fn now_secs() -> i64 {
 
 fn file_error(doing: &str, path: &Path, e: std::io::Error) -> RegistryError {
     RegistryError::Unavailable(format!("{doing} {}: {e}", path.display()))
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = std::fs::File::create(&tmp).map_err(|e| file_error("creating", &tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| file_error("writing", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| file_error("renaming to", path, e))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! server keeps its data across restarts.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -142,7 +142,7 @@ impl MemoryStore {
         if let (Some(path), Some(bytes)) = (&self.snapshot, snapshot) {
             // Readers may see the write before it is on disk; if the disk refuses it, it is
             // undone so the store never claims a write it did not keep.
-            if let Err(e) = write_atomically(path, &bytes).await {
+            if let Err(e) = crate::snapshot::write_atomically(path, &bytes).await {
                 rollback(&mut self.lock().docs, undo);
                 return Err(StoreError::Unavailable(format!(
                     "saving {}: {e}",
@@ -268,30 +268,10 @@ fn check_version(
 }
 
 /// Refuses what Firestore refuses (its INVALID_ARGUMENT), so local mode fails where the
-/// deployed backend would: empty or reserved (`__name__`-style) field names, and arrays
-/// directly inside arrays.
+/// deployed backend would.
 fn check_fields(fields: &Fields) -> Result<(), StoreError> {
-    fn check(value: &Value, in_array: bool) -> Result<(), String> {
-        match value {
-            Value::Array(_) if in_array => Err("an array cannot directly contain an array".into()),
-            Value::Array(items) => items.iter().try_for_each(|v| check(v, true)),
-            Value::Object(map) => check_map(map),
-            _ => Ok(()),
-        }
-    }
-    fn check_map(map: &Fields) -> Result<(), String> {
-        for (name, value) in map {
-            if name.is_empty() {
-                return Err("a field name is empty".into());
-            }
-            if name.len() >= 4 && name.starts_with("__") && name.ends_with("__") {
-                return Err(format!("field name {name} is reserved"));
-            }
-            check(value, false)?;
-        }
-        Ok(())
-    }
-    check_map(fields).map_err(|e| StoreError::Unavailable(format!("invalid document: {e}")))
+    super::storable(fields)
+        .map_err(|why| StoreError::Unavailable(format!("invalid document: {why}")))
 }
 
 fn parse_snapshot(bytes: &[u8]) -> Result<Docs, String> {
@@ -345,21 +325,6 @@ fn snapshot_bytes(docs: &Docs) -> Vec<u8> {
     let snapshot = json!({ "version": SNAPSHOT_VERSION, "documents": documents });
     // Serializing a JSON value to memory cannot fail; an empty file would be refused at load.
     serde_json::to_vec_pretty(&snapshot).unwrap_or_default()
-}
-
-/// Writes to a temporary file next to `path`, flushes it, and renames it over `path`, so a
-/// crash leaves either the old snapshot or the new one, never half of one.
-async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-
-    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
-    temp_name.push(".tmp");
-    let temp = path.with_file_name(temp_name);
-    let mut file = tokio::fs::File::create(&temp).await?;
-    file.write_all(bytes).await?;
-    file.sync_all().await?;
-    drop(file);
-    tokio::fs::rename(&temp, path).await
 }
 
 /// Whether `path` is a document directly in `collection`.
@@ -495,23 +460,6 @@ mod tests {
             "users/u1/businesses"
         ));
         assert!(!in_collection("users/u1/businesses", "users/u1/businesses"));
-    }
-
-    #[test]
-    fn unstorable_values_are_refused_like_firestore_does() {
-        let refuse = |v: Value| {
-            let Value::Object(fields) = v else {
-                panic!("object")
-            };
-            check_fields(&fields).is_err()
-        };
-        assert!(refuse(json!({"a": [[1]]})));
-        assert!(refuse(json!({"": 1})));
-        assert!(refuse(json!({"m": {"": 1}})));
-        assert!(refuse(json!({"__x__": 1})));
-        assert!(!refuse(
-            json!({"a": [{"b": [1]}], "__": 1, "_x_": {"y": []}})
-        ));
     }
 
     #[test]

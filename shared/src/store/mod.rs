@@ -76,6 +76,32 @@ impl DocPath {
     }
 }
 
+/// What Firestore cannot store (it answers INVALID_ARGUMENT): an empty field name, a reserved
+/// one (`__name__`-style: two underscores at both ends), or an array directly inside an array.
+/// One rule for the validation of client data and for the embedded store.
+pub fn storable(fields: &Fields) -> Result<(), String> {
+    fn check(value: &serde_json::Value, in_array: bool) -> Result<(), String> {
+        match value {
+            serde_json::Value::Array(_) if in_array => {
+                Err("a list cannot hold a list directly".into())
+            }
+            serde_json::Value::Array(items) => items.iter().try_for_each(|v| check(v, true)),
+            serde_json::Value::Object(map) => storable(map),
+            _ => Ok(()),
+        }
+    }
+    for (name, value) in fields {
+        if name.is_empty() {
+            return Err("a key is empty".into());
+        }
+        if name.len() >= 4 && name.starts_with("__") && name.ends_with("__") {
+            return Err(format!("the key `{name}` is reserved (like __name__)"));
+        }
+        check(value, false)?;
+    }
+    Ok(())
+}
+
 /// A collection path relative to the database root, e.g. `users/u1/businesses`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CollectionPath(String);
@@ -259,4 +285,22 @@ pub trait DocumentStore: Send + Sync {
     /// Applies all writes atomically, or none (one write call). Returns, for each write in
     /// order, the version it left (`None` for a delete).
     async fn commit(&self, writes: Vec<Write>) -> Result<Vec<Option<Version>>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unstorable_values_are_refused_as_firestore_refuses_them() {
+        let refused = |v: serde_json::Value| storable(v.as_object().expect("object")).is_err();
+        assert!(refused(serde_json::json!({"a": [[1]]})));
+        assert!(refused(serde_json::json!({"": 1})));
+        assert!(refused(serde_json::json!({"m": {"": 1}})));
+        assert!(refused(serde_json::json!({"__x__": 1})));
+        assert!(refused(serde_json::json!({"m": {"__key__": 1}})));
+        assert!(!refused(
+            serde_json::json!({"a": [{"b": [1]}], "__": 1, "_x_": {"y": []}})
+        ));
+    }
 }

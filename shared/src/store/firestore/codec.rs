@@ -134,7 +134,10 @@ pub fn decode_value(value: &Value) -> Result<Value, String> {
 }
 
 /// The version each write of a commit left: `writeResults[i].updateTime` (none for a delete).
-pub(super) fn commit_versions(answer: &Value, writes: &[Write]) -> Result<Vec<Option<Version>>, String> {
+pub(super) fn commit_versions(
+    answer: &Value,
+    writes: &[Write],
+) -> Result<Vec<Option<Version>>, String> {
     let results = answer
         .get("writeResults")
         .and_then(Value::as_array)
@@ -231,5 +234,4 @@ mod tests {
         assert_eq!(quote_field_path("back`tick\\"), "`back\\`tick\\\\`");
         assert_eq!(quote_field_path(""), "``");
     }
-
 }

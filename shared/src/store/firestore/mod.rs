@@ -28,18 +28,18 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::google::GoogleTokenSource;
-use crate::outbound::{describe, percent_encode};
 use super::{
     CollectionPath, DocPath, Document, DocumentStore, Fields, Precondition, StoreError, Version,
     Write,
 };
 use crate::config::{ConfigError, FirestoreConfig};
+use crate::google::GoogleTokenSource;
+use crate::outbound::{describe, percent_encode};
 
 mod codec;
 
-use codec::{commit_versions, decode_document, encode_fields, masked, quote_field_path};
 use crate::deadline;
+use codec::{commit_versions, decode_document, encode_fields, masked, quote_field_path};
 
 /// Documents per page of a listing (Firestore's maximum is 300).
 const PAGE_SIZE: &str = "300";

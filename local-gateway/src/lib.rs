@@ -31,6 +31,24 @@ use tokio::net::TcpListener;
 
 pub use sockets::Limits;
 
+/// How ID tokens are verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// The Firebase Auth emulator's unsigned tokens, and `/dev/token`.
+    Emulator,
+    /// Real Firebase ID tokens, checked with Google's keys.
+    Firebase,
+}
+
+impl std::fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Emulator => "emulator",
+            Self::Firebase => "firebase",
+        })
+    }
+}
+
 /// Command-line flags (each also readable from the environment).
 #[derive(Clone, Debug, Parser)]
 #[command(name = "local-gateway", about = "Runs the whole sync backend locally.")]
@@ -56,8 +74,8 @@ pub struct Options {
     pub google_credentials: Option<PathBuf>,
     /// Verify ID tokens: `emulator` (the Auth emulator's unsigned tokens, and /dev/token) or
     /// `firebase` (real Firebase ID tokens of --project-id, checked with Google's keys).
-    #[arg(long = "auth", env = "AUTH_MODE", default_value = "emulator", value_parser = ["emulator", "firebase"])]
-    pub auth_mode: String,
+    #[arg(long = "auth", env = "AUTH_MODE", value_enum, default_value_t = AuthMode::Emulator)]
+    pub auth_mode: AuthMode,
     /// Where Google's token keys are fetched in `firebase` auth mode.
     #[arg(long, env = "FIREBASE_JWKS_URL", default_value = adsync::config::GOOGLE_JWKS_URL)]
     pub jwks_url: String,
@@ -307,7 +325,7 @@ impl Options {
         Ok(Config {
             project_id: self.project_id.clone(),
             auth: AuthConfig {
-                emulator: self.auth_mode == "emulator",
+                emulator: self.auth_mode == AuthMode::Emulator,
                 jwks_url: self.jwks_url.clone(),
                 service_key: self.service_key.clone(),
             },
@@ -358,7 +376,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         app: app.clone(),
         sockets: sockets::Hub::new(options.limits),
         project_id: options.project_id.clone().into(),
-        dev_tokens: options.auth_mode == "emulator",
+        dev_tokens: options.auth_mode == AuthMode::Emulator,
         media: media.clone(),
     };
     Ok(Running {

@@ -362,7 +362,7 @@ async fn a_restart_keeps_the_data_and_the_seq() {
 #[tokio::test]
 async fn firebase_auth_mode_refuses_emulator_tokens_and_has_no_dev_tokens() {
     let mut o = Options::ephemeral();
-    o.auth_mode = "firebase".into();
+    o.auth_mode = local_gateway::AuthMode::Firebase;
     // Keys from a closed port: no network needed to refuse an unsigned token.
     o.jwks_url = "http://127.0.0.1:1/jwks".into();
     let running = local_gateway::start(o).await.expect("gateway starts");

@@ -1,6 +1,7 @@
 //! The Lambda of POST /auth/login.
 
-#[tokio::main]
-async fn main() -> Result<(), adsync::lambda::Error> {
-    adsync::lambda::run_http(adsync::http::Route::Login).await
+use adsync::function::Function;
+
+fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::start(Function::Http(adsync::http::Route::Login))
 }

@@ -1,6 +1,7 @@
 //! The Lambda of POST /businesses.
 
-#[tokio::main]
-async fn main() -> Result<(), adsync::lambda::Error> {
-    adsync::lambda::run_http(adsync::http::Route::CreateBusiness).await
+use adsync::function::Function;
+
+fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::start(Function::Http(adsync::http::Route::CreateBusiness))
 }

@@ -1,6 +1,7 @@
 //! The Lambda of GET /products/{businessId}.
 
-#[tokio::main]
-async fn main() -> Result<(), adsync::lambda::Error> {
-    adsync::lambda::run_http(adsync::http::Route::ListProducts).await
+use adsync::function::Function;
+
+fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::start(Function::Http(adsync::http::Route::ListProducts))
 }

@@ -1,6 +1,7 @@
 //! The scheduled Lambda that marks products stuck in `processing` as `failed`.
 
-#[tokio::main]
-async fn main() -> Result<(), adsync::lambda::Error> {
-    adsync::lambda::run_sweeper().await
+use adsync::function::Function;
+
+fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::start(Function::Sweeper)
 }

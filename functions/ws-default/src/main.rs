@@ -1,6 +1,7 @@
 //! The Lambda of WebSocket $default (ping, resume, auth).
 
-#[tokio::main]
-async fn main() -> Result<(), adsync::lambda::Error> {
-    adsync::lambda::run_ws(adsync::ws::WsRoute::Default).await
+use adsync::function::Function;
+
+fn main() -> Result<(), adsync::lambda::Error> {
+    adsync::lambda::start(Function::Ws(adsync::ws::WsRoute::Default))
 }

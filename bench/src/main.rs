@@ -72,6 +72,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let child = Command::new(&args.gateway)
         .args(["--memory", "--port", &args.port.to_string()])
+        // A load test is the one caller the per-user budgets are meant to stop.
+        .args(["--mutations-per-minute", "1000000000"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -20,12 +20,13 @@ use adsync::config::{
     Images, Push, Registry, Store, Timeouts, Timing,
 };
 use adsync::function::Function;
+use adsync::limits::RateLimits;
 use adsync::registry::memory::MemoryRegistry;
 use adsync::store::memory::MemoryStore;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get};
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
@@ -69,8 +70,9 @@ pub struct Options {
     #[arg(long, env = "FIRESTORE_EMULATOR_HOST")]
     pub firestore_emulator: Option<String>,
     /// Use real Firestore (project --project-id) with this service account key file instead
-    /// of the embedded document store (the emulator wins when both are given).
-    #[arg(long, env = "GOOGLE_APPLICATION_CREDENTIALS")]
+    /// of the embedded document store (the emulator wins when both are given). Only from
+    /// this flag: never from GOOGLE_APPLICATION_CREDENTIALS, which many machines have set.
+    #[arg(long)]
     pub google_credentials: Option<PathBuf>,
     /// Verify ID tokens: `emulator` (the Auth emulator's unsigned tokens, and /dev/token) or
     /// `firebase` (real Firebase ID tokens of --project-id, checked with Google's keys).
@@ -132,12 +134,59 @@ pub struct Options {
     /// Budget of one generation with the provider, in seconds (default 18, at most 25).
     #[arg(long, env = "AI_TIMEOUT_SECONDS")]
     pub ai_timeout_secs: Option<u64>,
+    /// Emulator auth accepts unsigned tokens that anyone can make, so the gateway refuses it
+    /// with real Firestore, a DynamoDB or Management API endpoint on another machine, or a
+    /// listen address other machines can reach. This flag lifts that refusal: whoever can
+    /// reach the gateway can then act as any user of that data.
+    #[arg(long)]
+    pub dangerously_accept_unsigned_tokens: bool,
     /// The service key n8n sends (`X-Service-Key`); without it, service calls are refused.
     #[arg(long, env = "SERVICE_KEY", hide_env_values = true, value_parser = parse_secret)]
     pub service_key: Option<SecretString>,
+    /// The per-user and per-connection budgets (the deployed defaults).
+    #[command(flatten)]
+    pub rate_limits: RateLimitFlags,
     /// API Gateway's WebSocket limits (shorter ones in tests).
     #[arg(skip)]
     pub limits: Limits,
+}
+
+/// The budgets of `adsync::limits::RateLimits`, as flags with the deployed settings' names.
+#[derive(Args, Debug, Clone)]
+pub struct RateLimitFlags {
+    /// AI generations one user may start per hour.
+    #[arg(long, env = "RATE_GENERATIONS_PER_HOUR", default_value_t = DEFAULT_LIMITS.generations_per_hour, value_parser = clap::value_parser!(u32).range(1..))]
+    pub generations_per_hour: u32,
+    /// Writes one user may make per minute.
+    #[arg(long, env = "RATE_MUTATIONS_PER_MINUTE", default_value_t = DEFAULT_LIMITS.mutations_per_minute, value_parser = clap::value_parser!(u32).range(1..))]
+    pub mutations_per_minute: u32,
+    /// Events a service may broadcast to one user per minute.
+    #[arg(long, env = "RATE_BROADCASTS_PER_MINUTE", default_value_t = DEFAULT_LIMITS.broadcasts_per_minute, value_parser = clap::value_parser!(u32).range(1..))]
+    pub broadcasts_per_minute: u32,
+    /// WebSocket connections one user may hold at once.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = DEFAULT_LIMITS.connections_per_user, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections_per_user: u32,
+    /// `resume` messages one connection may send per minute.
+    #[arg(long, env = "RATE_RESUMES_PER_MINUTE", default_value_t = DEFAULT_LIMITS.resumes_per_minute, value_parser = clap::value_parser!(u32).range(1..))]
+    pub resumes_per_minute: u32,
+    /// `GET /events` pages one user may read per minute.
+    #[arg(long, env = "RATE_EVENT_PAGES_PER_MINUTE", default_value_t = DEFAULT_LIMITS.event_pages_per_minute, value_parser = clap::value_parser!(u32).range(1..))]
+    pub event_pages_per_minute: u32,
+}
+
+const DEFAULT_LIMITS: RateLimits = RateLimits::DEFAULT;
+
+impl RateLimitFlags {
+    pub fn limits(&self) -> RateLimits {
+        RateLimits {
+            generations_per_hour: self.generations_per_hour,
+            mutations_per_minute: self.mutations_per_minute,
+            broadcasts_per_minute: self.broadcasts_per_minute,
+            connections_per_user: self.connections_per_user,
+            resumes_per_minute: self.resumes_per_minute,
+            event_pages_per_minute: self.event_pages_per_minute,
+        }
+    }
 }
 
 impl Options {
@@ -345,12 +394,83 @@ impl Options {
             event_retention: retention,
             timeouts,
             timing: self.timing()?,
+            limits: self.rate_limits.limits(),
         })
+    }
+}
+
+/// Whether `host` (an address, or a URL's host) is this machine only.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a URL points at this machine.
+fn is_loopback_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(is_loopback))
+        .unwrap_or(false)
+}
+
+impl Options {
+    /// What the options expose beyond this machine's own throwaway data: real data, or
+    /// listeners other machines can reach.
+    pub fn exposures(&self) -> Vec<String> {
+        let mut exposures = Vec::new();
+        if self.firestore_emulator.is_none() && self.google_credentials.is_some() {
+            exposures.push(format!(
+                "real Firestore (project {}, --google-credentials)",
+                self.project_id
+            ));
+        }
+        if let Some(endpoint) = self
+            .dynamodb_endpoint
+            .as_deref()
+            .filter(|e| !is_loopback_url(e))
+        {
+            exposures.push(format!("the DynamoDB endpoint {endpoint}"));
+        }
+        if let Some(url) = self
+            .management_url
+            .as_deref()
+            .filter(|u| !is_loopback_url(u))
+        {
+            exposures.push(format!("the Management API at {url}"));
+        }
+        if !is_loopback(&self.host) {
+            exposures.push(format!(
+                "the listen address {}, which other machines can reach",
+                self.host
+            ));
+        }
+        exposures
+    }
+
+    /// Emulator auth only where nothing real is exposed, unless explicitly accepted.
+    fn check_exposure(&self) -> Result<(), StartError> {
+        let exposures = self.exposures();
+        if self.auth_mode != AuthMode::Emulator
+            || exposures.is_empty()
+            || self.dangerously_accept_unsigned_tokens
+        {
+            return Ok(());
+        }
+        Err(StartError(format!(
+            "emulator auth accepts unsigned tokens that anyone can make, and this gateway would \
+             expose {}. Use --auth firebase (real Firebase ID tokens), or, if you really mean \
+             it, --dangerously-accept-unsigned-tokens.",
+            exposures.join(", ")
+        )))
     }
 }
 
 /// Binds the port and wires the backend; `serve*` then runs it.
 pub async fn start(options: Options) -> Result<Running, StartError> {
+    options.check_exposure()?;
     let listener = TcpListener::bind((options.host.as_str(), options.port))
         .await
         .map_err(|e| {
@@ -464,6 +584,21 @@ impl Running {
             Some(endpoint) => format!("DynamoDB at {endpoint}, table {}", self.options.table),
             None => "embedded".to_owned(),
         };
+        let exposures = self.options.exposures();
+        let real = if exposures.is_empty() {
+            "nothing: local data, on this machine only".to_owned()
+        } else {
+            format!("REAL: {}", exposures.join("; "))
+        };
+        let auth = match self.options.auth_mode {
+            AuthMode::Emulator
+                if self.options.dangerously_accept_unsigned_tokens && !exposures.is_empty() =>
+            {
+                "EMULATOR: unsigned tokens accepted, from anyone, on real data".to_owned()
+            }
+            AuthMode::Emulator => "emulator (unsigned tokens, /dev/token)".to_owned(),
+            AuthMode::Firebase => format!("Firebase ID tokens of {}", self.options.project_id),
+        };
         let ai = match &self.ai {
             AiConfig::Offline => "offline (an SVG ad from the product's fields)".to_owned(),
             AiConfig::OpenAi(c) => format!(
@@ -475,14 +610,14 @@ impl Running {
             ),
         };
         format!(
-            "Ad sync backend, local mode ({auth} auth, project {project})\n\
+            "Ad sync backend, local mode (project {project})\n\
+             \n  Auth           {auth}\n  Exposed        {real}\n\
              \n  Demo page      {base}/\n  REST API       {base}\n  WebSocket      ws://{addr}/ws?token=<token>\n  \
              Management API {base}/@connections/<id>\n  Dev tokens     {base}/dev/token?uid=alice\n\
              \n  Documents      {data}\n  Connections    {registry}\n  Images         {media}\n  AI provider    {ai}\n\
              \n  Token for alice (24 h):\n    {alice}\n  Token for bob (24 h):\n    {bob}\n\
              \n  Try: curl -X POST {base}/auth/login -H \"Authorization: Bearer $TOKEN\"\n",
             project = self.options.project_id,
-            auth = self.options.auth_mode,
             addr = self.addr,
             media = self.media_dir.display(),
             alice = token("alice"),

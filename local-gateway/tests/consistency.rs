@@ -750,8 +750,8 @@ async fn after_the_commit_only_the_push_stands_between_a_write_and_the_sockets()
         "the frame arrived while its recording was still held"
     );
 
-    // What one event cost, and in which order: the seq and the connections before the
-    // write (together), the record after it.
+    // What one event cost, and in which order: the seq (with the user's mutation quota, in
+    // the same write) and the connections before the write, together; the record after it.
     let dynamo: Vec<(String, std::time::Instant)> = c
         .stores
         .dynamodb

@@ -17,9 +17,10 @@ use crate::function::{Function, Need};
 use crate::google::GoogleTokenSource;
 use crate::images::ImageStore;
 use crate::images::gcs::CloudStorage;
+use crate::limits::RateLimits;
 use crate::push::{ManagementApiPusher, Pusher};
 use crate::registry::dynamo::DynamoRegistry;
-use crate::registry::{ConnectionRegistry, EventLog};
+use crate::registry::{ConnectionRegistry, EventLog, RateLimiter};
 use crate::store::DocumentStore;
 use crate::store::firestore::FirestoreStore;
 
@@ -33,6 +34,9 @@ pub struct App {
     pub events: Arc<dyn EventLog>,
     pub pusher: Arc<dyn Pusher>,
     pub auth: Arc<Authenticator>,
+    /// The per-user and per-connection budgets, counted in the registry.
+    pub budgets: Arc<dyn RateLimiter>,
+    pub limits: RateLimits,
     pub timing: Timing,
     /// The AI provider of ad generation; `None` in functions that do not generate.
     pub ai: Option<Arc<dyn AiProvider>>,
@@ -40,10 +44,11 @@ pub struct App {
     pub images: Option<Arc<dyn ImageStore>>,
 }
 
-/// The two registry ports, and the DynamoDB registry behind them when there is one (to warm).
+/// The registry ports, and the DynamoDB registry behind them when there is one (to warm).
 type Registries = (
     Arc<dyn ConnectionRegistry>,
     Arc<dyn EventLog>,
+    Arc<dyn RateLimiter>,
     Option<Arc<DynamoRegistry>>,
 );
 
@@ -92,7 +97,7 @@ impl App {
         let http = crate::outbound::client(&timeouts)?;
         let sdk = aws_sdk_config(config.aws, &timeouts).await;
 
-        let (connections, events, dynamo): Registries = match config.registry {
+        let (connections, events, budgets, dynamo): Registries = match config.registry {
             Registry::DynamoDb(dynamodb) => {
                 let mut client = aws_sdk_dynamodb::config::Builder::from(&sdk);
                 if let Some(endpoint) = &dynamodb.endpoint {
@@ -104,9 +109,14 @@ impl App {
                     config.event_retention,
                     timeouts.request,
                 ));
-                (registry.clone(), registry.clone(), Some(registry))
+                (
+                    registry.clone(),
+                    registry.clone(),
+                    registry.clone(),
+                    Some(registry),
+                )
             }
-            Registry::Embedded(registry) => (registry.clone(), registry, None),
+            Registry::Embedded(registry) => (registry.clone(), registry.clone(), registry, None),
         };
 
         let (store, firestore): (Option<Arc<dyn DocumentStore>>, Option<Arc<FirestoreStore>>) =
@@ -201,6 +211,8 @@ impl App {
             events,
             pusher,
             auth,
+            budgets,
+            limits: config.limits,
             timing: config.timing,
             ai,
             images,

@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use crate::function::{Function, Need};
 use crate::images::local::LocalFolder;
+use crate::limits::RateLimits;
 use crate::registry::memory::MemoryRegistry;
 use crate::store::memory::MemoryStore;
 
@@ -57,6 +58,7 @@ pub struct Config {
     pub event_retention: Duration,
     pub timeouts: Timeouts,
     pub timing: Timing,
+    pub limits: RateLimits,
 }
 
 /// The document store's backend.
@@ -287,6 +289,14 @@ impl Config {
             }
             None => s.get("FIREBASE_AUTH_EMULATOR_HOST").is_some(),
         };
+        // `sam local` runs functions in the Lambda environment, with AWS_SAM_LOCAL set.
+        let deployed = s.get("AWS_LAMBDA_FUNCTION_NAME").is_some()
+            && s.get("AWS_SAM_LOCAL").as_deref() != Some("true");
+        if auth_emulator && deployed {
+            return Err(ConfigError(
+                "emulator auth (AUTH_MODE=emulator or FIREBASE_AUTH_EMULATOR_HOST) accepts unsigned tokens: it is refused in a deployed function".into(),
+            ));
+        }
         let auth = AuthConfig {
             emulator: auth_emulator,
             jwks_url: s
@@ -387,6 +397,7 @@ impl Config {
             event_retention,
             timeouts: Timeouts::default(),
             timing,
+            limits: rate_limits(s)?,
         })
     }
 
@@ -536,6 +547,33 @@ fn ai_timeout_error() -> ConfigError {
 
 fn is_http_url(value: &str) -> bool {
     reqwest::Url::parse(value).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
+}
+
+/// The rate limits: each `RATE_*` (and `MAX_CONNECTIONS_PER_USER`) a positive whole number,
+/// the default where unset.
+fn rate_limits(s: &impl Settings) -> Result<RateLimits, ConfigError> {
+    let defaults = RateLimits::default();
+    let read = |key: &str, default: u32| -> Result<u32, ConfigError> {
+        match s.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n: &u32| *n > 0)
+                .ok_or_else(|| ConfigError(format!("{key} must be a positive whole number"))),
+        }
+    };
+    Ok(RateLimits {
+        generations_per_hour: read("RATE_GENERATIONS_PER_HOUR", defaults.generations_per_hour)?,
+        mutations_per_minute: read("RATE_MUTATIONS_PER_MINUTE", defaults.mutations_per_minute)?,
+        broadcasts_per_minute: read("RATE_BROADCASTS_PER_MINUTE", defaults.broadcasts_per_minute)?,
+        connections_per_user: read("MAX_CONNECTIONS_PER_USER", defaults.connections_per_user)?,
+        resumes_per_minute: read("RATE_RESUMES_PER_MINUTE", defaults.resumes_per_minute)?,
+        event_pages_per_minute: read(
+            "RATE_EVENT_PAGES_PER_MINUTE",
+            defaults.event_pages_per_minute,
+        )?,
+    })
 }
 
 /// An optional `http(s)://` URL setting.

@@ -28,6 +28,7 @@ use crate::events::{DocEvent, Outbox};
 use crate::handlers::{changes, processing_until, store_error};
 use crate::ids::{BusinessId, ProductId, Uid};
 use crate::images::{ImageStore, ObjectName};
+use crate::limits::Budget;
 use crate::store::{DocPath, Document, Fields, Precondition, StoreError, Write};
 
 /// Longest `prompt`, in characters.
@@ -176,7 +177,7 @@ async fn take(app: &App, t: &Target<'_>) -> Result<Fields, AppError> {
     );
     set.insert("updatedAt".into(), json!(domain::now_timestamp()));
     let patch = status_patch(ProductStatus::Processing, set, &["error"]);
-    let outbox = Outbox::open(app, t.uid).await?;
+    let outbox = Outbox::open_spending(app, t.uid, Some(Budget::Generations)).await?;
     let write = Write::Update {
         path: t.path.clone(),
         fields: patch.set.clone(),

@@ -13,6 +13,7 @@ use crate::error::AppError;
 use crate::events::{self, CONTROL_EVENTS, DocEvent, Outbox, replay};
 use crate::ids::{BusinessId, ProductId, Uid};
 use crate::images::{Image, ObjectName};
+use crate::limits::{self, Budget};
 use crate::registry::RegistryError;
 use crate::store::{CollectionPath, DocPath, Document, Fields, StoreError};
 
@@ -175,7 +176,7 @@ pub async fn create_business(
     let fields = domain::validate_new(Resource::Business, body)?;
     let id = BusinessId::generate();
     let path = DocPath::business(who.uid(), &id);
-    let outbox = Outbox::open(app, who.uid()).await?;
+    let outbox = Outbox::open_spending(app, who.uid(), Some(Budget::Mutations)).await?;
     let written = app
         .store()?
         .create(&path, stamp(fields, id.as_str()))
@@ -240,7 +241,7 @@ pub async fn create_product(
     // Businesses are never deleted, so a business read before the create is still there.
     let business_path = DocPath::business(who.uid(), business);
     let (outbox, found) = tokio::join!(
-        Outbox::open(app, who.uid()),
+        Outbox::open_spending(app, who.uid(), Some(Budget::Mutations)),
         app.store()?.get(&business_path),
     );
     let outbox = outbox?;
@@ -336,7 +337,7 @@ pub async fn update_product_fields(
 ) -> Result<Value, AppError> {
     let ids = [("id", product.as_str()), ("businessId", business.as_str())];
     let patch = stamped(app, patch);
-    let outbox = Outbox::open(app, uid).await?;
+    let outbox = Outbox::open_spending(app, uid, Some(Budget::Mutations)).await?;
     let written = app
         .store()?
         .update(
@@ -429,7 +430,7 @@ pub async fn delete_product(
     product: &ProductId,
 ) -> Result<Value, AppError> {
     let data = json!({"id": product, "businessId": business});
-    let outbox = Outbox::open(app, who.uid()).await?;
+    let outbox = Outbox::open_spending(app, who.uid(), Some(Budget::Mutations)).await?;
     let written = app
         .store()?
         .delete(&DocPath::product(who.uid(), business, product))
@@ -454,7 +455,7 @@ pub async fn update_user(
         ));
     }
     let patch = stamped(app, domain::validate_patch(Resource::User, body)?);
-    let outbox = Outbox::open(app, uid).await?;
+    let outbox = Outbox::open_spending(app, uid, Some(Budget::Mutations)).await?;
     let written = app
         .store()?
         .update(&DocPath::user(uid), patch.set.clone(), &patch.mask)
@@ -480,6 +481,7 @@ pub async fn list_events(
     limit: usize,
 ) -> Result<Value, AppError> {
     let limit = limit.clamp(1, MAX_EVENTS_PAGE);
+    limits::spend(app, Budget::EventPages, who.uid().as_str()).await?;
     let page = app.events.after(who.uid(), since, limit).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let replayed = replay::replay(
@@ -570,7 +572,7 @@ pub async fn broadcast(
         }
     };
     let event = request.event;
-    let seq = Outbox::open(app, &uid)
+    let seq = Outbox::open_spending(app, &uid, Some(Budget::Broadcasts))
         .await?
         .publish(&event, request.data)
         .await;

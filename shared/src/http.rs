@@ -179,10 +179,10 @@ impl ApiResponse {
             tracing::error!(detail, "internal error");
         }
         let mut response = Self::json(err.status(), &err.body());
-        if err.status() == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = err.retry_after_secs() {
             response
                 .headers
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

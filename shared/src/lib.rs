@@ -23,6 +23,7 @@ pub mod generate;
 pub mod handlers;
 pub mod http;
 pub mod lambda;
+pub mod limits;
 pub mod outbound;
 pub mod telemetry;
 pub mod ws;

@@ -5,9 +5,52 @@ use std::io::Write as _;
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
 
-/// JSON logs to stdout, filtered by `RUST_LOG` (default `info`). Safe to call twice.
+/// Crates whose logs carry requests and responses whole: the Lambda runtime (the raw event,
+/// with its `Authorization`, `X-Service-Key`, `?token=`, `Sec-WebSocket-Protocol` and the
+/// `auth` action's token), the AWS SDK (signed headers, session tokens, secrets in answers)
+/// and the HTTP stack. They never log below `info`, whatever `RUST_LOG` says, so raising the
+/// level can never print a secret.
+const CAPPED: [&str; 10] = [
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "lambda_http",
+    "aws_smithy_runtime",
+    "aws_smithy_http_client",
+    "aws_sigv4",
+    "aws_config",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+];
+
+/// The filter directives for `requested` (`RUST_LOG`): what it asks, except any directive
+/// about a capped crate, then each capped crate at `info`.
+fn directives(requested: &str) -> String {
+    let capped = |directive: &str| {
+        let target = directive
+            .split(['=', '['])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        CAPPED
+            .iter()
+            .any(|c| target == *c || target.starts_with(&format!("{c}::")))
+    };
+    let mut kept: Vec<String> = requested
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !capped(d))
+        .map(str::to_owned)
+        .collect();
+    kept.extend(CAPPED.iter().map(|c| format!("{c}=info")));
+    kept.join(",")
+}
+
+/// JSON logs to stdout, filtered by `RUST_LOG` (default `info`), never below `info` for the
+/// crates that log whole requests. Safe to call twice.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let requested = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let filter = EnvFilter::builder().parse_lossy(directives(&requested));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -63,6 +106,22 @@ fn emf_line(function: &str, m: &PushMetrics, timestamp_ms: i64) -> serde_json::V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raising_the_level_leaves_the_request_logging_crates_at_info() {
+        let d = directives("trace");
+        assert!(d.starts_with("trace,"), "{d}");
+        assert!(d.contains("lambda_runtime=info"));
+        let d =
+            directives("debug,lambda_runtime=trace,aws_smithy_runtime::client=trace,adsync=trace");
+        let parts: Vec<&str> = d.split(',').collect();
+        assert!(!parts.contains(&"lambda_runtime=trace"), "{d}");
+        assert!(!parts.contains(&"aws_smithy_runtime::client=trace"), "{d}");
+        assert!(
+            parts.contains(&"adsync=trace") && parts.contains(&"lambda_runtime=info"),
+            "{d}"
+        );
+    }
 
     #[test]
     fn emf_line_declares_every_metric_it_carries() {

@@ -16,7 +16,7 @@ use crate::events::replay::{self, Ending};
 use crate::events::{control_frame, event_frame};
 use crate::http::ApiResponse;
 use crate::ids::ConnectionId;
-use crate::registry::Connection;
+use crate::registry::{Admission, Connection};
 
 /// Most events one `resume` invocation replays; the client asks again from where it stopped
 /// (`resume:partial`), so a backlog of any size is replayed in bounded steps.
@@ -150,15 +150,23 @@ async fn connect(
     })?;
     let verified = app.auth.verify_id_token(&token).await?;
     let now = chrono::Utc::now().timestamp();
-    app.connections
-        .put(&Connection {
-            id: id.clone(),
-            uid: verified.uid.clone(),
-            connected_at: now,
-            token_expires_at: verified.expires_at,
-            expires_at: now + CONNECTION_TTL_SECS,
-        })
-        .await?;
+    let connection = Connection {
+        id: id.clone(),
+        uid: verified.uid.clone(),
+        connected_at: now,
+        token_expires_at: verified.expires_at,
+        expires_at: now + CONNECTION_TTL_SECS,
+    };
+    // One user cannot hold more than their share of sockets (and of pushes per event).
+    let limit = app.limits.connections_per_user;
+    if app.connections.admit(&connection, limit).await? == Admission::Full {
+        return Err(AppError::TooManyRequests {
+            message: format!(
+                "too many open connections (at most {limit} per user); close one first"
+            ),
+            retry_after_secs: 60,
+        });
+    }
     tracing::info!(connection = %id, uid = %verified.uid, "connected");
     let mut ok = ok();
     if let Some(protocol) = protocol {
@@ -308,6 +316,18 @@ async fn resume(app: &App, id: &ConnectionId, since: u64) {
     let Some(conn) = live_connection(app, id).await else {
         return;
     };
+    // A client looping `resume` cannot multiply the load: a budget per connection.
+    if let Err(err) = crate::limits::spend(app, crate::limits::Budget::Resumes, id.as_str()).await {
+        let retry_after_ms = err.retry_after_secs().unwrap_or(1) * 1000;
+        let frame = control_frame(
+            "error",
+            Some(
+                json!({"code": err.code(), "message": err.to_string(), "retryAfterMs": retry_after_ms}),
+            ),
+        );
+        send(app, id, &frame).await;
+        return;
+    }
     let page = match app.events.after(&conn.uid, since, RESUME_PAGE).await {
         Ok(page) => page,
         Err(err) => {

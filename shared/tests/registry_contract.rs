@@ -9,15 +9,18 @@ use std::time::Duration;
 use adsync::ids::{ConnectionId, Uid};
 use adsync::registry::dynamo::DynamoRegistry;
 use adsync::registry::memory::MemoryRegistry;
-use adsync::registry::{Connection, ConnectionRegistry, EventLog, LogEntry, RecordedEvent};
+use adsync::registry::{
+    Admission, Allowance, Connection, ConnectionRegistry, EventLog, LogEntry, Quota, RateLimiter,
+    RecordedEvent, Reservation, Reserved,
+};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
 use local_gateway::tables::create_table;
 use serde_json::json;
 
-/// Both ports, as one object under test.
-trait Registry: ConnectionRegistry + EventLog {}
-impl<T: ConnectionRegistry + EventLog> Registry for T {}
+/// The three ports, as one object under test.
+trait Registry: ConnectionRegistry + EventLog + RateLimiter {}
+impl<T: ConnectionRegistry + EventLog + RateLimiter> Registry for T {}
 
 type Reg = Arc<dyn Registry>;
 
@@ -27,9 +30,19 @@ fn memory(retention: Duration) -> Reg {
     Arc::new(MemoryRegistry::new(retention))
 }
 
+/// The DynamoDB server to test against.
+const THREADED: &str = "DYNAMODB_ENDPOINT";
+/// moto's threaded server races on concurrent conditional writes (its bug, not ours): tests
+/// of concurrent writes run on a server that answers one request at a time.
+const SERIAL: &str = "DYNAMODB_SERIAL_ENDPOINT";
+
 fn dynamo_client() -> aws_sdk_dynamodb::Client {
-    let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") else {
-        panic!("DYNAMODB_ENDPOINT is not set: run scripts/test, which starts moto_server");
+    dynamo_client_of(THREADED)
+}
+
+fn dynamo_client_of(server: &str) -> aws_sdk_dynamodb::Client {
+    let Ok(endpoint) = std::env::var(server) else {
+        panic!("{server} is not set: run scripts/test, which starts moto_server");
     };
     // Static dummy credentials and a fixed region: the SDK never looks for real ones.
     let config = aws_sdk_dynamodb::config::Builder::new()
@@ -51,7 +64,11 @@ fn table_name(test: &str) -> String {
 }
 
 async fn dynamo_table(test: &str) -> (aws_sdk_dynamodb::Client, String) {
-    let client = dynamo_client();
+    dynamo_table_on(THREADED, test).await
+}
+
+async fn dynamo_table_on(server: &str, test: &str) -> (aws_sdk_dynamodb::Client, String) {
+    let client = dynamo_client_of(server);
     let table = table_name(test);
     create_table(&client, &table)
         .await
@@ -59,16 +76,25 @@ async fn dynamo_table(test: &str) -> (aws_sdk_dynamodb::Client, String) {
     (client, table)
 }
 
-async fn dynamo(test: &str, retention: Duration) -> Reg {
-    let (client, table) = dynamo_table(test).await;
+async fn dynamo(server: &str, test: &str, retention: Duration) -> Reg {
+    let (client, table) = dynamo_table_on(server, test).await;
     Arc::new(DynamoRegistry::new(client, table, retention, CALL_TIMEOUT))
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+macro_rules! server_or_threaded {
+    () => {
+        THREADED
+    };
+    ($server:expr) => {
+        $server
+    };
+}
+
 /// Declares each test body once and runs it against both registries.
 macro_rules! contract {
-    ($($test:ident(retention: $retention:expr);)*) => {
+    ($($test:ident(retention: $retention:expr $(, server: $server:expr)?);)*) => {
         mod memory_registry {
             use super::*;
             $(
@@ -83,7 +109,8 @@ macro_rules! contract {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    super::$test(super::dynamo(stringify!($test), $retention).await).await;
+                    let server = server_or_threaded!($($server)?);
+                    super::$test(super::dynamo(server, stringify!($test), $retention).await).await;
                 }
             )*
         }
@@ -94,15 +121,22 @@ contract! {
     connections_are_stored_found_and_removed(retention: DAY);
     put_replaces_a_connection(retention: DAY);
     expired_connection_rows_are_ignored(retention: DAY);
-    concurrent_removes_report_the_connection_once(retention: DAY);
+    concurrent_removes_report_the_connection_once(retention: DAY, server: SERIAL);
     seq_starts_at_one_and_increases_by_one(retention: DAY);
     seq_is_per_user(retention: DAY);
-    concurrent_reservations_get_distinct_consecutive_seqs(retention: DAY);
+    concurrent_reservations_get_distinct_consecutive_seqs(retention: DAY, server: SERIAL);
     entries_come_back_after_a_seq_in_order_with_the_head(retention: DAY);
     a_limit_cuts_the_page_and_sets_has_more(retention: DAY);
     entries_come_back_newest_first_before_a_seq(retention: DAY);
     a_seq_without_an_entry_stays_missing(retention: DAY);
     entries_dropped_by_retention_are_not_returned(retention: RETENTION_TEST);
+    admission_stops_at_the_limit_of_live_connections(retention: DAY);
+    concurrent_admissions_never_pass_the_limit(retention: DAY, server: SERIAL);
+    a_spent_quota_refuses_the_reservation_and_reserves_nothing(retention: DAY);
+    concurrent_reservations_never_pass_a_quota(retention: DAY, server: SERIAL);
+    a_quota_starts_afresh_in_the_next_window(retention: DAY);
+    a_budget_counts_uses_per_key_until_its_limit(retention: DAY);
+    budgets_of_different_windows_do_not_reset_each_other(retention: DAY);
 }
 
 fn uid(raw: &str) -> Uid {
@@ -138,7 +172,7 @@ fn event(seq: u64, data: serde_json::Value) -> RecordedEvent {
 
 /// Reserves a seq and records an event at it (`None` data: an empty seq); the entry.
 async fn append(reg: &Reg, user: &Uid, data: Option<serde_json::Value>) -> LogEntry {
-    let reservation = reg.reserve(user).await.unwrap();
+    let reservation = reserve(&**reg, user).await;
     let entry = LogEntry {
         seq: reservation.seq,
         prev_reserved_at_ms: reservation.prev_reserved_at_ms,
@@ -154,6 +188,14 @@ async fn append_n(reg: &Reg, user: &Uid, n: u64) -> Vec<LogEntry> {
         entries.push(append(reg, user, Some(json!({"id": format!("p{i}"), "n": i}))).await);
     }
     entries
+}
+
+/// A reservation without a quota, which is never refused.
+async fn reserve(log: &(impl EventLog + ?Sized), user: &Uid) -> Reservation {
+    match log.reserve(user, None).await.unwrap() {
+        Reserved::Seq(reservation) => reservation,
+        refused => panic!("no quota, yet {refused:?}"),
+    }
 }
 
 fn seqs(entries: &[LogEntry]) -> Vec<u64> {
@@ -235,23 +277,23 @@ async fn seq_starts_at_one_and_increases_by_one(reg: Reg) {
     let alice = uid("alice");
     assert_eq!(reg.head(&alice).await.unwrap().seq, 0);
     let before = chrono::Utc::now().timestamp_millis();
-    let first = reg.reserve(&alice).await.unwrap();
+    let first = reserve(&*reg, &alice).await;
     assert_eq!((first.seq, first.prev_reserved_at_ms), (1, 0));
     let head = reg.head(&alice).await.unwrap();
     assert_eq!(head.seq, 1);
     assert!(head.reserved_at_ms >= before, "{head:?}");
-    let second = reg.reserve(&alice).await.unwrap();
+    let second = reserve(&*reg, &alice).await;
     assert_eq!(second.seq, 2);
     // Each reservation knows when the one before it was made.
     assert_eq!(second.prev_reserved_at_ms, head.reserved_at_ms);
     let head = reg.head(&alice).await.unwrap();
     assert_eq!(head.prev_reserved_at_ms, second.prev_reserved_at_ms);
-    assert_eq!(reg.reserve(&alice).await.unwrap().seq, 3);
+    assert_eq!(reserve(&*reg, &alice).await.seq, 3);
 }
 
 async fn seq_is_per_user(reg: Reg) {
     append_n(&reg, &uid("alice"), 3).await;
-    assert_eq!(reg.reserve(&uid("bob")).await.unwrap().seq, 1);
+    assert_eq!(reserve(&*reg, &uid("bob")).await.seq, 1);
     assert_eq!(reg.head(&uid("alice")).await.unwrap().seq, 3);
     assert_eq!(reg.head(&uid("bob")).await.unwrap().seq, 1);
     let page = reg.after(&uid("bob"), 0, 10).await.unwrap();
@@ -264,12 +306,12 @@ async fn concurrent_reservations_get_distinct_consecutive_seqs(reg: Reg) {
         .map(|_| {
             let reg = reg.clone();
             let alice = alice.clone();
-            tokio::spawn(async move { reg.reserve(&alice).await })
+            tokio::spawn(async move { reserve(&*reg, &alice).await })
         })
         .collect();
     let mut got = Vec::new();
     for task in tasks {
-        got.push(task.await.unwrap().unwrap().seq);
+        got.push(task.await.unwrap().seq);
     }
     got.sort_unstable();
     assert_eq!(got, (1..=20).collect::<Vec<u64>>());
@@ -356,7 +398,7 @@ async fn entries_come_back_newest_first_before_a_seq(reg: Reg) {
 async fn a_seq_without_an_entry_stays_missing(reg: Reg) {
     let alice = uid("alice");
     append(&reg, &alice, Some(json!({"n": 1}))).await;
-    let lost = reg.reserve(&alice).await.unwrap();
+    let lost = reserve(&*reg, &alice).await;
     let third = append(&reg, &alice, Some(json!({"n": 3}))).await;
     assert_eq!(lost.seq, 2);
     // The entry after the hole knows when the hole was reserved.
@@ -449,6 +491,232 @@ async fn registries_over_one_table_share_the_seq() {
     let a = DynamoRegistry::new(client.clone(), table.clone(), DAY, CALL_TIMEOUT);
     let b = DynamoRegistry::new(client, table, DAY, CALL_TIMEOUT);
     let alice = uid("alice");
-    assert_eq!(a.reserve(&alice).await.unwrap().seq, 1);
-    assert_eq!(b.reserve(&alice).await.unwrap().seq, 2);
+    assert_eq!(reserve(&a, &alice).await.seq, 1);
+    assert_eq!(reserve(&b, &alice).await.seq, 2);
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn quota(name: &'static str, limit: u32, window: Duration) -> Quota {
+    Quota {
+        name,
+        limit,
+        window,
+    }
+}
+
+/// Waits, if need be, until the current window of `window` has at least `room` left, so
+/// that a test's next calls fall in one window.
+async fn room_in_window(window: Duration, room: Duration) {
+    let left = window.as_millis() - unix_ms() % window.as_millis();
+    if left < room.as_millis() {
+        sleep_ms(left + 20).await;
+    }
+}
+
+/// Waits until the next window of `window` has begun.
+async fn next_window(window: Duration) {
+    sleep_ms(window.as_millis() - unix_ms() % window.as_millis() + 20).await;
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+async fn sleep_ms(ms: u128) {
+    tokio::time::sleep(Duration::from_millis(u64::try_from(ms).unwrap())).await;
+}
+
+async fn a_spent_quota_refuses_the_reservation_and_reserves_nothing(reg: Reg) {
+    let alice = uid("alice");
+    let mutations = quota("mutations", 3, MINUTE);
+    room_in_window(MINUTE, Duration::from_secs(10)).await;
+    for expected in 1..=3 {
+        match reg.reserve(&alice, Some(mutations)).await.unwrap() {
+            Reserved::Seq(r) => assert_eq!(r.seq, expected),
+            refused => panic!("use {expected} of 3 refused: {refused:?}"),
+        }
+    }
+    match reg.reserve(&alice, Some(mutations)).await.unwrap() {
+        Reserved::OverQuota { quota, retry_after } => {
+            assert_eq!(quota, mutations);
+            assert!(
+                retry_after >= Duration::from_secs(1) && retry_after <= MINUTE,
+                "{retry_after:?}"
+            );
+        }
+        granted => panic!("the fourth use passed the quota: {granted:?}"),
+    }
+    assert_eq!(reg.head(&alice).await.unwrap().seq, 3, "nothing reserved");
+    // Other quotas, unquoted reservations and other users are not affected.
+    let other = reg
+        .reserve(&alice, Some(quota("generations", 1, MINUTE)))
+        .await
+        .unwrap();
+    assert!(matches!(other, Reserved::Seq(r) if r.seq == 4), "{other:?}");
+    assert_eq!(reserve(&*reg, &alice).await.seq, 5);
+    let bob = reg.reserve(&uid("bob"), Some(mutations)).await.unwrap();
+    assert!(matches!(bob, Reserved::Seq(r) if r.seq == 1), "{bob:?}");
+}
+
+async fn concurrent_reservations_never_pass_a_quota(reg: Reg) {
+    let alice = uid("alice");
+    let mutations = quota("mutations", 5, MINUTE);
+    room_in_window(MINUTE, Duration::from_secs(10)).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let reg = reg.clone();
+            let alice = alice.clone();
+            tokio::spawn(async move { reg.reserve(&alice, Some(mutations)).await.unwrap() })
+        })
+        .collect();
+    let mut granted = Vec::new();
+    for task in tasks {
+        if let Reserved::Seq(r) = task.await.unwrap() {
+            granted.push(r.seq);
+        }
+    }
+    granted.sort_unstable();
+    assert_eq!(granted, [1, 2, 3, 4, 5]);
+    assert_eq!(reg.head(&alice).await.unwrap().seq, 5);
+}
+
+async fn a_quota_starts_afresh_in_the_next_window(reg: Reg) {
+    let alice = uid("alice");
+    let window = Duration::from_secs(2);
+    let burst = quota("broadcasts", 1, window);
+    // The next window, then one after a quiet window: each starts at zero.
+    for quiet in [0, 1] {
+        next_window(window).await;
+        for _ in 0..quiet {
+            next_window(window).await;
+        }
+        let first = reg.reserve(&alice, Some(burst)).await.unwrap();
+        assert!(
+            matches!(first, Reserved::Seq(_)),
+            "{quiet} quiet: {first:?}"
+        );
+        let second = reg.reserve(&alice, Some(burst)).await.unwrap();
+        assert!(
+            matches!(second, Reserved::OverQuota { .. }),
+            "{quiet} quiet: {second:?}"
+        );
+    }
+}
+
+async fn a_budget_counts_uses_per_key_until_its_limit(reg: Reg) {
+    room_in_window(MINUTE, Duration::from_secs(10)).await;
+    for _ in 0..2 {
+        assert_eq!(
+            reg.spend("resumes#c1", 2, MINUTE).await.unwrap(),
+            Allowance::Allowed
+        );
+    }
+    match reg.spend("resumes#c1", 2, MINUTE).await.unwrap() {
+        Allowance::Refused { retry_after } => assert!(retry_after <= MINUTE),
+        Allowance::Allowed => panic!("the third use of two passed"),
+    }
+    assert_eq!(
+        reg.spend("resumes#c2", 2, MINUTE).await.unwrap(),
+        Allowance::Allowed
+    );
+}
+
+async fn budgets_of_different_windows_do_not_reset_each_other(reg: Reg) {
+    let hour = Duration::from_secs(3600);
+    room_in_window(MINUTE, Duration::from_secs(10)).await;
+    assert_eq!(
+        reg.spend("generations#alice", 1, hour).await.unwrap(),
+        Allowance::Allowed
+    );
+    assert_eq!(
+        reg.spend("event-pages#alice", 5, MINUTE).await.unwrap(),
+        Allowance::Allowed
+    );
+    assert!(matches!(
+        reg.spend("generations#alice", 1, hour).await.unwrap(),
+        Allowance::Refused { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_quota_leaves_no_counters_of_past_windows_behind() {
+    let (client, table) = dynamo_table("counters").await;
+    let reg = DynamoRegistry::new(client.clone(), table.clone(), DAY, CALL_TIMEOUT);
+    let alice = uid("alice");
+    let window = Duration::from_secs(1);
+    // Uses in three windows with quiet windows between them.
+    for _ in 0..3 {
+        next_window(window).await;
+        let r = reg
+            .reserve(&alice, Some(quota("mutations", 10, window)))
+            .await
+            .unwrap();
+        assert!(matches!(r, Reserved::Seq(_)), "{r:?}");
+        next_window(window).await;
+    }
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(format!("USER#{}", alice.as_str())))
+        .key("sk", AttributeValue::S("SEQ".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    let counters: Vec<&String> = item.keys().filter(|k| k.starts_with("quota#")).collect();
+    assert_eq!(
+        counters.len(),
+        1,
+        "one counter, the current window's: {item:?}"
+    );
+}
+
+async fn admission_stops_at_the_limit_of_live_connections(reg: Reg) {
+    for id in ["c1", "c2"] {
+        let admitted = reg.admit(&connection(id, "alice"), 2).await.unwrap();
+        assert_eq!(admitted, Admission::Admitted, "{id}");
+    }
+    let third = connection("c3", "alice");
+    assert_eq!(reg.admit(&third, 2).await.unwrap(), Admission::Full);
+    assert_eq!(reg.get(&third.id).await.unwrap(), None, "nothing stored");
+    // Other users have their own limit; a connection admitted again is not counted twice.
+    let bob = reg.admit(&connection("c4", "bob"), 2).await.unwrap();
+    assert_eq!(bob, Admission::Admitted);
+    let again = reg.admit(&connection("c2", "alice"), 2).await.unwrap();
+    assert_eq!(again, Admission::Admitted);
+    // Expired rows and removed connections free their place.
+    let mut stale = connection("c1", "alice");
+    stale.expires_at = now() - 1;
+    reg.put(&stale).await.unwrap();
+    assert_eq!(reg.admit(&third, 2).await.unwrap(), Admission::Admitted);
+    reg.remove(&third.id).await.unwrap();
+    let fourth = reg.admit(&connection("c5", "alice"), 2).await.unwrap();
+    assert_eq!(fourth, Admission::Admitted);
+    assert_eq!(reg.of_user(&uid("alice")).await.unwrap().len(), 2);
+}
+
+async fn concurrent_admissions_never_pass_the_limit(reg: Reg) {
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let reg = reg.clone();
+            tokio::spawn(async move { reg.admit(&connection(&format!("c{i}"), "alice"), 3).await })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        // A user who keeps changing their connections may be told to try again (503); what
+        // matters is that no admission passes the limit.
+        if matches!(task.await.unwrap(), Ok(Admission::Admitted)) {
+            admitted += 1;
+        }
+    }
+    let held = reg.of_user(&uid("alice")).await.unwrap().len();
+    assert_eq!(held, admitted);
+    assert!((1..=3).contains(&held), "{held} connections held, limit 3");
 }

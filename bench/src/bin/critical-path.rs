@@ -60,6 +60,7 @@ async fn main() {
         .arg("--dynamodb-endpoint")
         .arg(dynamodb.url())
         .args(["--table", &format!("critical-path-{suffix}")])
+        .args(["--mutations-per-minute", "1000000000"])
         .args(["--project-id", &format!("demo-critical-{suffix}")])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::from(out.try_clone().expect("log file")))

@@ -6,7 +6,8 @@ use super::{DocEvent, event_frame, fan_out, recorded};
 use crate::app::App;
 use crate::error::AppError;
 use crate::ids::Uid;
-use crate::registry::{Connection, LogEntry, Reservation};
+use crate::limits::{self, Budget};
+use crate::registry::{Connection, LogEntry, Reservation, Reserved};
 use crate::store::StoreError;
 
 /// A seq reserved for one write of one user, with that user's connections. Consumed by
@@ -23,13 +24,29 @@ pub struct Outbox<'a> {
 }
 
 impl<'a> Outbox<'a> {
-    /// Reserves the next seq of `uid` and looks up its connections, concurrently. Fails, with
-    /// nothing written anywhere, when no seq can be reserved: a write without a seq could be
-    /// lost to clients without their knowing.
+    /// Reserves the next seq of `uid` and looks up its connections, concurrently. Fails,
+    /// with nothing written anywhere, when no seq can be reserved: a write without a seq could
+    /// be lost to clients without their knowing.
     pub async fn open(app: &'a App, uid: &Uid) -> Result<Self, AppError> {
+        Self::open_spending(app, uid, None).await
+    }
+
+    /// [`Outbox::open`], spending one use of the user's `budget` in the same write as the
+    /// reservation: a spent budget is a 429, with nothing reserved and nothing written.
+    pub async fn open_spending(
+        app: &'a App,
+        uid: &Uid,
+        budget: Option<Budget>,
+    ) -> Result<Self, AppError> {
+        let quota = budget.map(|budget| limits::quota(app, budget));
         let (reserved, connections) =
-            tokio::join!(app.events.reserve(uid), app.connections.of_user(uid));
-        let reservation = reserved.map_err(|e| AppError::internal("event log", e))?;
+            tokio::join!(app.events.reserve(uid, quota), app.connections.of_user(uid));
+        let reservation = match reserved.map_err(|e| AppError::internal("event log", e))? {
+            Reserved::Seq(reservation) => reservation,
+            Reserved::OverQuota { quota, retry_after } => {
+                return Err(limits::too_many(quota, retry_after));
+            }
+        };
         let connections = connections
             .map_err(|e| tracing::warn!(%uid, error = %e, "connections not listed; retrying after the write"))
             .ok();

@@ -32,14 +32,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
+};
 use chrono::Utc;
 
 use super::{
-    Connection, ConnectionRegistry, EventLog, Head, LogEntry, LogPage, RecordedEvent,
-    RegistryError, Reservation,
+    Admission, Allowance, Connection, ConnectionRegistry, EventLog, Head, LogEntry, LogPage, Quota,
+    RateLimiter, RecordedEvent, RegistryError, Reservation, Reserved, current_window,
 };
 use crate::deadline;
 use crate::ids::{ConnectionId, Uid};
@@ -55,6 +57,10 @@ const RESERVED_AT: &str = "reservedAt";
 const PREV_RESERVED_AT: &str = "prevReservedAt";
 const SKIP: &str = "skip";
 const CONN_SK: &str = "CONN";
+/// The row whose version every admission of a user's connection bumps.
+const CONN_SET_SK: &str = "CONNSET";
+/// Admissions retried after a concurrent one changed the user's connections.
+const ADMISSION_ATTEMPTS: usize = 5;
 
 /// The connection registry and event log over one DynamoDB table (see the module docs).
 pub struct DynamoRegistry {
@@ -67,6 +73,67 @@ pub struct DynamoRegistry {
 }
 
 impl DynamoRegistry {
+    /// The two rows of a connection (by user, for fan-out; by id, for lookups), written
+    /// together: a row by id without its row by user would never get events.
+    fn connection_rows(
+        &self,
+        connection: &Connection,
+    ) -> Result<[TransactWriteItem; 2], RegistryError> {
+        let put = |pk: String, sk: String| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(connection_item(pk, sk, connection)))
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(|e| unavailable("TransactWriteItems", e))
+        };
+        Ok([
+            put(user_pk(&connection.uid), conn_sk(&connection.id))?,
+            put(conn_pk(&connection.id), CONN_SK.to_owned())?,
+        ])
+    }
+
+    /// How many live connections `uid` holds besides `except`, and the version of the set.
+    async fn connection_set(
+        &self,
+        uid: &Uid,
+        except: &ConnectionId,
+    ) -> Result<(usize, u64), RegistryError> {
+        let now = now_secs();
+        let (mut held, mut version) = (0, 0);
+        let mut start_key = None;
+        loop {
+            // "CONN" covers the connection rows ("CONN#…") and the set's version ("CONNSET").
+            let call = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(user_pk(uid)))
+                .expression_attribute_values(":prefix", s("CONN"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key)
+                .send();
+            let out = self.run("Query", call).await?;
+            for item in out.items() {
+                if item.get(SK) == Some(&s(CONN_SET_SK)) {
+                    version = attr_n(item, "version")?;
+                    continue;
+                }
+                let connection = parse_connection(item)?;
+                if connection.expires_at > now && &connection.id != except {
+                    held += 1;
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => return Ok((held, version)),
+            }
+        }
+    }
+
     /// A registry over `table`; entries are kept for `retention` after they are recorded.
     pub fn new(client: Client, table: String, retention: Duration, call_timeout: Duration) -> Self {
         Self {
@@ -119,33 +186,54 @@ impl DynamoRegistry {
 #[async_trait]
 impl ConnectionRegistry for DynamoRegistry {
     async fn put(&self, connection: &Connection) -> Result<(), RegistryError> {
-        let by_user = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(connection_item(
-                user_pk(&connection.uid),
-                conn_sk(&connection.id),
-                connection,
-            )))
-            .build()
-            .map_err(|e| unavailable("TransactWriteItems", e))?;
-        let by_id = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(connection_item(
-                conn_pk(&connection.id),
-                CONN_SK.to_owned(),
-                connection,
-            )))
-            .build()
-            .map_err(|e| unavailable("TransactWriteItems", e))?;
-        // Both rows or neither: a row by id without its row by user would never get events.
         let call = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(by_user).build())
-            .transact_items(TransactWriteItem::builder().put(by_id).build())
+            .connection_rows(connection)?
+            .into_iter()
+            .fold(self.client.transact_write_items(), |call, item| {
+                call.transact_items(item)
+            })
             .send();
         self.run("TransactWriteItems", call).await?;
         Ok(())
+    }
+
+    async fn admit(&self, connection: &Connection, limit: u32) -> Result<Admission, RegistryError> {
+        // Optimistic: count the user's live connections and the version of that set, then
+        // store the rows only if the version is still the one counted. A concurrent
+        // admission bumps the version first and this one counts again.
+        for _ in 0..ADMISSION_ATTEMPTS {
+            let (held, version) = self.connection_set(&connection.uid, &connection.id).await?;
+            if held >= usize::try_from(limit).unwrap_or(usize::MAX) {
+                return Ok(Admission::Full);
+            }
+            let bump = Update::builder()
+                .table_name(&self.table)
+                .key(PK, s(user_pk(&connection.uid)))
+                .key(SK, s(CONN_SET_SK))
+                .update_expression("SET #v = :next")
+                .condition_expression("attribute_not_exists(#v) OR #v = :seen")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":seen", n(version))
+                .expression_attribute_values(":next", n(version + 1))
+                .build()
+                .map_err(|e| unavailable("TransactWriteItems", e))?;
+            let call = self
+                .connection_rows(connection)?
+                .into_iter()
+                .fold(self.client.transact_write_items(), |call, item| {
+                    call.transact_items(item)
+                })
+                .transact_items(TransactWriteItem::builder().update(bump).build())
+                .send();
+            match self.run_raw("TransactWriteItems", call).await? {
+                Ok(_) => return Ok(Admission::Admitted),
+                Err(e) if cancelled_by_a_condition(&e) => continue,
+                Err(e) => return Err(unavailable("TransactWriteItems", e)),
+            }
+        }
+        Err(RegistryError::Unavailable(
+            "connections of one user changed under every admission attempt".into(),
+        ))
     }
 
     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>, RegistryError> {
@@ -223,51 +311,73 @@ impl ConnectionRegistry for DynamoRegistry {
             })?;
         match result {
             Ok(_) => Ok(Some(connection)),
-            Err(e) => {
-                let already_gone = match e.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                        .cancellation_reasons()
-                        .iter()
-                        .any(|r| r.code() == Some("ConditionalCheckFailed")),
-                    _ => false,
-                };
-                if already_gone {
-                    Ok(None)
-                } else {
-                    Err(unavailable("TransactWriteItems", e))
-                }
-            }
+            Err(e) if cancelled_by_a_condition(&e) => Ok(None),
+            Err(e) => Err(unavailable("TransactWriteItems", e)),
         }
     }
 }
 
 #[async_trait]
 impl EventLog for DynamoRegistry {
-    async fn reserve(&self, uid: &Uid) -> Result<Reservation, RegistryError> {
+    async fn reserve(&self, uid: &Uid, quota: Option<Quota>) -> Result<Reserved, RegistryError> {
         // An atomic counter: concurrent writers of one user each get their own seq. The
         // operands are read before the update, so `prevReservedAt` becomes the time the
         // previous seq was handed out.
-        let call = self
+        let mut expression =
+            "SET #prev = if_not_exists(#at, :zero), #at = :now ADD #seq :one".to_owned();
+        let mut call = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(PK, s(user_pk(uid)))
             .key(SK, s(SEQ_SK))
-            .update_expression("SET #prev = if_not_exists(#at, :zero), #at = :now ADD #seq :one")
             .expression_attribute_names("#seq", "seq")
             .expression_attribute_names("#at", RESERVED_AT)
             .expression_attribute_names("#prev", PREV_RESERVED_AT)
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":now", n(Utc::now().timestamp_millis()))
-            .return_values(ReturnValue::AllNew)
-            .send();
-        let out = self.run("UpdateItem", call).await?;
-        let head = parse_head(&out.attributes.unwrap_or_default())?;
-        Ok(Reservation {
+            .return_values(ReturnValue::AllNew);
+        let mut counter = None;
+        if let Some(quota) = quota {
+            // The quota is counted on the same row, in the same write: the window is part of
+            // the counter's name, so a new window starts at zero without a read, and the
+            // previous window's counter is dropped as it goes.
+            let (start, left) = current_window(now_secs(), quota.window);
+            let length = i64::try_from(quota.window.as_secs()).unwrap_or(i64::MAX);
+            let used = quota_counter(quota.name, start);
+            expression.push_str(", #used :one REMOVE #previous");
+            call = call
+                .condition_expression("attribute_not_exists(#used) OR #used < :limit")
+                .expression_attribute_names("#used", &used)
+                .expression_attribute_names(
+                    "#previous",
+                    quota_counter(quota.name, start.saturating_sub(length)),
+                )
+                .expression_attribute_values(":limit", n(quota.limit));
+            counter = Some((quota, used, left));
+        }
+        let Some(out) = self
+            .run_conditional("UpdateItem", call.update_expression(expression).send())
+            .await?
+        else {
+            return match counter {
+                Some((quota, _, retry_after)) => Ok(Reserved::OverQuota { quota, retry_after }),
+                None => Err(RegistryError::Unavailable(
+                    "DynamoDB UpdateItem: an unconditional update failed its condition".into(),
+                )),
+            };
+        };
+        let item = out.attributes.unwrap_or_default();
+        if let Some((quota, used, _)) = counter {
+            self.drop_stale_counters(uid, &item, quota.name, &used)
+                .await;
+        }
+        let head = parse_head(&item)?;
+        Ok(Reserved::Seq(Reservation {
             seq: head.seq,
             prev_reserved_at_ms: head.prev_reserved_at_ms,
-        })
+        }))
     }
 
     async fn record(&self, uid: &Uid, entry: &LogEntry) -> Result<(), RegistryError> {
@@ -340,6 +450,39 @@ impl EventLog for DynamoRegistry {
     }
 }
 
+#[async_trait]
+impl RateLimiter for DynamoRegistry {
+    async fn spend(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Allowance, RegistryError> {
+        let (start, left) = current_window(now_secs(), window);
+        // One item per key and window, counted atomically; the condition refuses the use that
+        // would pass the limit, and the TTL clears the item once its window is over.
+        let expires_at = start.saturating_add(i64::try_from(window.as_secs()).unwrap_or(0) + 60);
+        let call = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(format!("LIMIT#{key}")))
+            .key(SK, s(format!("W#{start}")))
+            .update_expression("ADD #used :one SET #exp = :exp")
+            .condition_expression("attribute_not_exists(#used) OR #used < :limit")
+            .expression_attribute_names("#used", "used")
+            .expression_attribute_names("#exp", EXPIRES_AT)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(limit))
+            .expression_attribute_values(":exp", n(expires_at))
+            .send();
+        Ok(match self.run_conditional("UpdateItem", call).await? {
+            Some(_) => Allowance::Allowed,
+            None => Allowance::Refused { retry_after: left },
+        })
+    }
+}
+
 /// Which way [`DynamoRegistry::query_entries`] reads a user's log.
 #[derive(Clone, Copy)]
 enum Direction {
@@ -362,6 +505,64 @@ impl DynamoRegistry {
             Err(_) => Err(RegistryError::Unavailable(format!(
                 "DynamoDB {op}: no answer in time"
             ))),
+        }
+    }
+
+    /// Runs one conditional SDK call within the invocation's budget: `None` when its
+    /// condition failed.
+    async fn run_conditional<T, E>(
+        &self,
+        op: &str,
+        call: impl std::future::Future<Output = Result<T, SdkError<E>>>,
+    ) -> Result<Option<T>, RegistryError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match self.run_raw(op, call).await? {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(e) => Err(unavailable(op, e)),
+        }
+    }
+
+    /// Runs one SDK call within the invocation's budget, leaving its error to the caller.
+    async fn run_raw<T, E>(
+        &self,
+        op: &str,
+        call: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<Result<T, E>, RegistryError> {
+        deadline::limit(self.call_timeout, call)
+            .await
+            .map_err(|_| RegistryError::Unavailable(format!("DynamoDB {op}: no answer in time")))
+    }
+
+    /// Removes counters of `quota` left from windows before `current` (a quota unused for
+    /// a whole window leaves its last counter behind). Only needed after a quiet spell; a
+    /// failure is harmless and logged, the next spell's first write tries again.
+    async fn drop_stale_counters(&self, uid: &Uid, item: &Item, quota: &str, current: &str) {
+        let prefix = quota_counter_prefix(quota);
+        let stale: Vec<&String> = item
+            .keys()
+            .filter(|name| name.starts_with(&prefix) && name.as_str() != current)
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let mut call = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(uid)))
+            .key(SK, s(SEQ_SK));
+        let mut names = Vec::with_capacity(stale.len());
+        for (i, name) in stale.into_iter().enumerate() {
+            let placeholder = format!("#stale{i}");
+            call = call.expression_attribute_names(&placeholder, name);
+            names.push(placeholder);
+        }
+        let call = call.update_expression(format!("REMOVE {}", names.join(", ")));
+        if let Err(e) = self.run("UpdateItem", call.send()).await {
+            tracing::warn!(%uid, error = %e, "stale quota counters not removed");
         }
     }
 
@@ -469,6 +670,17 @@ fn now_secs() -> i64 {
     Utc::now().timestamp()
 }
 
+/// Whether a transaction was cancelled because one of its conditions failed.
+fn cancelled_by_a_condition(e: &SdkError<TransactWriteItemsError>) -> bool {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
 fn unavailable<E: std::error::Error>(op: &str, err: E) -> RegistryError {
     RegistryError::Unavailable(format!("DynamoDB {op}: {}", DisplayErrorContext(err)))
 }
@@ -552,6 +764,15 @@ fn parse_entry(item: &Item) -> Result<(LogEntry, i64), RegistryError> {
         event,
     };
     Ok((entry, attr_n(item, EXPIRES_AT)?))
+}
+
+/// The attribute of the SEQ row counting `quota` in the window starting at `start`.
+fn quota_counter(quota: &str, start: i64) -> String {
+    format!("{}{start}", quota_counter_prefix(quota))
+}
+
+fn quota_counter_prefix(quota: &str) -> String {
+    format!("quota#{quota}#")
 }
 
 fn parse_head(item: &Item) -> Result<Head, RegistryError> {

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Connection, ConnectionRegistry, EventLog, Head, LogEntry, LogPage, RecordedEvent,
-    RegistryError, Reservation,
+    Admission, Allowance, Connection, ConnectionRegistry, EventLog, Head, LogEntry, LogPage, Quota,
+    RateLimiter, RecordedEvent, RegistryError, Reservation, Reserved, current_window,
 };
 use crate::ids::{ConnectionId, Uid};
 
@@ -36,6 +36,13 @@ pub struct MemoryRegistry {
 struct State {
     connections: HashMap<ConnectionId, Connection>,
     logs: BTreeMap<Uid, UserLog>,
+    /// Uses counted per (key, window start), with the unix second the window ends.
+    budgets: HashMap<(String, i64), Budget>,
+}
+
+struct Budget {
+    used: u32,
+    ends_at: i64,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -218,6 +225,24 @@ impl ConnectionRegistry for MemoryRegistry {
         Ok(())
     }
 
+    async fn admit(&self, connection: &Connection, limit: u32) -> Result<Admission, RegistryError> {
+        let now = now_secs();
+        let mut state = self.lock();
+        state.connections.retain(|_, c| c.expires_at > now);
+        let held = state
+            .connections
+            .values()
+            .filter(|c| c.uid == connection.uid && c.id != connection.id)
+            .count();
+        if held >= usize::try_from(limit).unwrap_or(usize::MAX) {
+            return Ok(Admission::Full);
+        }
+        state
+            .connections
+            .insert(connection.id.clone(), connection.clone());
+        Ok(Admission::Admitted)
+    }
+
     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>, RegistryError> {
         let now = now_secs();
         Ok(self
@@ -248,10 +273,52 @@ impl ConnectionRegistry for MemoryRegistry {
 }
 
 #[async_trait]
+impl RateLimiter for MemoryRegistry {
+    async fn spend(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Allowance, RegistryError> {
+        Ok(self.lock().spend(key, limit, window))
+    }
+}
+
+impl State {
+    /// Counts one use of `key`'s budget in the current window, unless it is spent.
+    fn spend(&mut self, key: &str, limit: u32, window: Duration) -> Allowance {
+        let now = now_secs();
+        let (start, left) = current_window(now, window);
+        // Windows that are over are forgotten (the table's TTL does this in DynamoDB).
+        self.budgets.retain(|_, budget| budget.ends_at > now);
+        let budget = self
+            .budgets
+            .entry((key.to_owned(), start))
+            .or_insert(Budget {
+                used: 0,
+                ends_at: now.saturating_add(i64::try_from(left.as_secs()).unwrap_or(i64::MAX)),
+            });
+        if budget.used >= limit {
+            return Allowance::Refused { retry_after: left };
+        }
+        budget.used += 1;
+        Allowance::Allowed
+    }
+}
+
+#[async_trait]
 impl EventLog for MemoryRegistry {
-    async fn reserve(&self, uid: &Uid) -> Result<Reservation, RegistryError> {
+    async fn reserve(&self, uid: &Uid, quota: Option<Quota>) -> Result<Reserved, RegistryError> {
         let reservation = {
             let mut state = self.lock();
+            if let Some(quota) = quota {
+                let key = format!("{}#{uid}", quota.name);
+                if let Allowance::Refused { retry_after } =
+                    state.spend(&key, quota.limit, quota.window)
+                {
+                    return Ok(Reserved::OverQuota { quota, retry_after });
+                }
+            }
             let log = state.logs.entry(uid.clone()).or_default();
             let head = &mut log.head;
             let reservation = Reservation {
@@ -266,7 +333,7 @@ impl EventLog for MemoryRegistry {
             reservation
         };
         self.save().await?;
-        Ok(reservation)
+        Ok(Reserved::Seq(reservation))
     }
 
     async fn record(&self, uid: &Uid, entry: &LogEntry) -> Result<(), RegistryError> {
@@ -366,7 +433,9 @@ mod tests {
     }
 
     async fn append(registry: &MemoryRegistry, uid: &Uid, n: u64) -> u64 {
-        let reservation = registry.reserve(uid).await.unwrap();
+        let Reserved::Seq(reservation) = registry.reserve(uid, None).await.unwrap() else {
+            panic!("no quota, no refusal");
+        };
         let entry = LogEntry {
             seq: reservation.seq,
             prev_reserved_at_ms: reservation.prev_reserved_at_ms,
@@ -403,7 +472,7 @@ mod tests {
                 append(&registry, &uid, n).await;
             }
             // Reserved, never recorded: stays missing across the restart.
-            registry.reserve(&uid).await.unwrap();
+            registry.reserve(&uid, None).await.unwrap();
         }
         let registry = MemoryRegistry::persistent(&path, day).unwrap();
         let page = registry.after(&uid, 1, 10).await.unwrap();

@@ -86,6 +86,10 @@ pub trait ConnectionRegistry: Send + Sync {
     /// Stores (or replaces) a connection.
     async fn put(&self, connection: &Connection) -> Result<(), RegistryError>;
 
+    /// Stores a new connection unless its user already holds `limit` live ones, atomically:
+    /// concurrent admissions of one user never pass the limit together.
+    async fn admit(&self, connection: &Connection, limit: u32) -> Result<Admission, RegistryError>;
+
     /// Looks a connection up by id (strongly consistent).
     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>, RegistryError>;
 
@@ -96,13 +100,22 @@ pub trait ConnectionRegistry: Send + Sync {
     async fn remove(&self, id: &ConnectionId) -> Result<Option<Connection>, RegistryError>;
 }
 
+/// What [`ConnectionRegistry::admit`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// The user holds the limit already; nothing was stored.
+    Full,
+}
+
 /// Each user's log of events, numbered by `seq`. A writer reserves the next seq before it
 /// writes, then records what the seq holds; a seq whose writer died stays missing, which is
 /// how readers learn that something may have been lost.
 #[async_trait]
 pub trait EventLog: Send + Sync {
-    /// Hands out the user's next seq (strictly increasing by one, atomically).
-    async fn reserve(&self, uid: &Uid) -> Result<Reservation, RegistryError>;
+    /// Hands out the user's next seq (strictly increasing by one, atomically), spending one
+    /// use of `quota` in the same write when given: a spent quota hands out nothing.
+    async fn reserve(&self, uid: &Uid, quota: Option<Quota>) -> Result<Reserved, RegistryError>;
 
     /// Records what a reserved seq holds, for the retention window.
     async fn record(&self, uid: &Uid, entry: &LogEntry) -> Result<(), RegistryError>;
@@ -120,4 +133,59 @@ pub trait EventLog: Send + Sync {
         before: Option<u64>,
         limit: usize,
     ) -> Result<LogPage, RegistryError>;
+}
+
+/// A per-user budget spent by a reservation: at most `limit` reservations per `window`,
+/// counted under `name` (one budget per kind of write).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub name: &'static str,
+    pub limit: u32,
+    pub window: std::time::Duration,
+}
+
+/// What [`EventLog::reserve`] handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserved {
+    Seq(Reservation),
+    /// `quota` is spent for the current window; the next one starts after `retry_after`.
+    OverQuota {
+        quota: Quota,
+        retry_after: std::time::Duration,
+    },
+}
+
+/// What a rate limit allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allowance {
+    Allowed,
+    /// The budget of the current window is spent; the next window starts after this long.
+    Refused {
+        retry_after: std::time::Duration,
+    },
+}
+
+/// Fixed-window counters: a budget of uses per window, per key (a user, a connection).
+/// One atomic write per use, and no read.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one use of `key`'s budget in the current `window`: refused once `limit` uses
+    /// were counted in it.
+    async fn spend(
+        &self,
+        key: &str,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> Result<Allowance, RegistryError>;
+}
+
+/// The current window of `window` length at `now_secs`: its start and how long it has left.
+pub(crate) fn current_window(
+    now_secs: i64,
+    window: std::time::Duration,
+) -> (i64, std::time::Duration) {
+    let length = i64::try_from(window.as_secs()).unwrap_or(i64::MAX).max(1);
+    let start = now_secs - now_secs.rem_euclid(length);
+    let left = u64::try_from(start + length - now_secs).unwrap_or(1);
+    (start, std::time::Duration::from_secs(left.max(1)))
 }

@@ -2,21 +2,24 @@
 //! but against the Firestore emulator (behind a counting proxy), a DynamoDB-protocol server,
 //! a JWKS served on loopback, and a Management API endpoint that records what is pushed.
 //! Requests go in as API Gateway events, through the same Lambda adapters as in the cloud.
+//! [`transport`] puts it and the local gateway behind one client trait, so that a scenario is
+//! written once and runs on both.
 
 pub mod cluster;
 pub mod faults;
 mod servers;
 pub mod stand_ins;
 pub mod sync_client;
+pub mod transport;
 
 use std::collections::HashMap;
 
 use adsync::App;
 use adsync::config::Config;
 use adsync::http::Route;
-use adsync::ids::ConnectionId;
 use adsync::ws::WsRoute;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use base64::Engine as _;
 use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -65,7 +68,7 @@ pub struct TestApp {
     pub app: App,
     pub project_id: String,
     pub firestore: FirestoreProxy,
-    pub gateway: ManagementRecorder,
+    pub management: ManagementRecorder,
     pub jwks: Jwks,
     signing_key: EncodingKey,
 }
@@ -95,7 +98,7 @@ impl TestApp {
     ) -> Self {
         let services = Services::from_env();
         let firestore = FirestoreProxy::start(&services.firestore_host).await;
-        let gateway = ManagementRecorder::start().await;
+        let management = ManagementRecorder::start().await;
         let jwks = Jwks::start().await;
         let project_id = unique("demo-test");
         let table = unique("connections");
@@ -105,7 +108,7 @@ impl TestApp {
             ("FIRESTORE_EMULATOR_HOST", firestore.host.as_str()),
             ("CONNECTIONS_TABLE", table.as_str()),
             ("DYNAMODB_ENDPOINT", services.dynamodb_endpoint.as_str()),
-            ("WEBSOCKET_MANAGEMENT_URL", gateway.url.as_str()),
+            ("WEBSOCKET_MANAGEMENT_URL", management.url.as_str()),
             ("FIREBASE_JWKS_URL", jwks.url.as_str()),
             ("SERVICE_KEY", SERVICE_KEY),
         ]
@@ -137,7 +140,7 @@ impl TestApp {
             app,
             project_id,
             firestore,
-            gateway,
+            management,
             jwks,
             signing_key: EncodingKey::from_rsa_pem(&pem).expect("fixture key"),
         }
@@ -150,31 +153,21 @@ impl TestApp {
 
     /// A token valid for `lifetime_secs` (negative: already expired), with extra claims.
     pub fn token_with(&self, uid: &str, lifetime_secs: i64, extra: Value) -> String {
-        let now = chrono::Utc::now().timestamp();
-        let mut claims = json!({
-            "iss": format!("https://securetoken.google.com/{}", self.project_id),
-            "aud": self.project_id,
-            "sub": uid,
-            "user_id": uid,
-            "iat": now - 60,
-            "auth_time": now - 60,
-            "exp": now + lifetime_secs,
-        });
-        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
-            c.extend(e.clone());
-        }
+        let claims = id_token_claims(&self.project_id, uid, lifetime_secs, extra);
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some("test-key-1".into());
         jsonwebtoken::encode(&header, &claims, &self.signing_key).expect("sign token")
     }
 
-    /// Sends a REST request through the Lambda adapter of the route API Gateway would pick.
+    /// Sends a REST request through the Lambda adapter of the route API Gateway would pick,
+    /// the body as API Gateway delivers it: text for JSON and `text/*`, base64 with
+    /// `isBase64Encoded` for anything else (images).
     pub async fn request(
         &self,
         method: Method,
         path_and_query: &str,
         headers: &[(&str, &str)],
-        body: Option<&str>,
+        body: &[u8],
     ) -> Response {
         let (path, query) = path_and_query
             .split_once('?')
@@ -192,7 +185,21 @@ impl TestApp {
                 };
             }
         };
-        let event = http_api_event(route, &method, path, query, &params, headers, body);
+        let mut event = http_api_event(route, &method, path, query, &params, headers);
+        let content_type = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map_or("", |(_, v)| *v);
+        let text =
+            content_type.starts_with("application/json") || content_type.starts_with("text/");
+        match std::str::from_utf8(body) {
+            _ if body.is_empty() => {}
+            Ok(body) if text => event["body"] = json!(body),
+            _ => {
+                event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
+                event["isBase64Encoded"] = json!(true);
+            }
+        }
         let request =
             lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event");
         let response = adsync::lambda::serve_http(&self.app, route, request).await;
@@ -207,65 +214,6 @@ impl TestApp {
             headers,
             body,
         }
-    }
-
-    /// A request as user `uid` with a JSON body.
-    pub async fn as_user(
-        &self,
-        uid: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Response {
-        let token = format!("Bearer {}", self.token(uid));
-        let body = body.map(|b| b.to_string());
-        self.request(
-            method,
-            path,
-            &[
-                ("authorization", &token),
-                ("content-type", "application/json"),
-            ],
-            body.as_deref(),
-        )
-        .await
-    }
-
-    /// A business of `uid` with one product made from `product` (fields); their ids.
-    pub async fn create_product(&self, uid: &str, product: Value) -> (String, String) {
-        let r = self
-            .as_user(
-                uid,
-                Method::POST,
-                "/businesses",
-                Some(json!({"name": "Pottery"})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        let business = r.body["id"].as_str().expect("business id").to_owned();
-        self.create_product_in(&business, uid, product).await
-    }
-
-    /// Creates `product` in the business `business` of `uid`: the business and product ids.
-    pub async fn create_product_in(
-        &self,
-        business: &str,
-        uid: &str,
-        product: Value,
-    ) -> (String, String) {
-        let r = self
-            .as_user(
-                uid,
-                Method::POST,
-                &format!("/products/{business}"),
-                Some(product),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        (
-            business.to_owned(),
-            r.body["id"].as_str().expect("product id").to_owned(),
-        )
     }
 
     /// Deletes every document of `project` in the Firestore emulator (for fixed project ids).
@@ -297,28 +245,28 @@ impl TestApp {
             lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
         adsync::lambda::serve_ws(&self.app, route, invocation).await
     }
-
-    /// Connects a socket for `uid` (token in the query string); returns its id.
-    pub async fn connect(&self, uid: &str) -> String {
-        let id = ConnectionId::generate().to_string();
-        let token = self.token(uid);
-        let r = self
-            .ws(WsRoute::Connect, &id, &[("token", &token)], &[], None)
-            .await;
-        assert_eq!(r.status_code, 200, "connect refused: {:?}", r.body);
-        id
-    }
-
-    pub async fn send(&self, connection: &str, message: Value) {
-        let body = message.to_string();
-        let r = self
-            .ws(WsRoute::Default, connection, &[], &[], Some(&body))
-            .await;
-        assert_eq!(r.status_code, 200);
-    }
 }
 
-/// An API Gateway HTTP API (payload 2.0) event, as API Gateway sends it.
+/// The claims of a Firebase ID token of `project_id` for `uid`, valid for `lifetime_secs`
+/// (negative: already expired), with `extra` claims.
+pub fn id_token_claims(project_id: &str, uid: &str, lifetime_secs: i64, extra: Value) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "iss": format!("https://securetoken.google.com/{project_id}"),
+        "aud": project_id,
+        "sub": uid,
+        "user_id": uid,
+        "iat": now - 60,
+        "auth_time": now - 60,
+        "exp": now + lifetime_secs,
+    });
+    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    claims
+}
+
+/// An API Gateway HTTP API (payload 2.0) event, as API Gateway sends it, without its body.
 pub fn http_api_event(
     route: Route,
     method: &Method,
@@ -326,7 +274,6 @@ pub fn http_api_event(
     query: &str,
     params: &HashMap<String, String>,
     headers: &[(&str, &str)],
-    body: Option<&str>,
 ) -> Value {
     let (_, template) = route.key();
     let route_key = format!("{method} {template}");
@@ -335,7 +282,7 @@ pub fn http_api_event(
         "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": query,
-        "headers": headers.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "headers": object(headers),
         "requestContext": {
             "accountId": "123456789012",
             "apiId": "testapi",
@@ -362,10 +309,16 @@ pub fn http_api_event(
             .collect();
         event["queryStringParameters"] = Value::Object(q);
     }
-    if let Some(body) = body {
-        event["body"] = json!(body);
-    }
     event
+}
+
+/// `{name: value}` of string pairs.
+fn object(pairs: &[(&str, &str)]) -> Value {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// An API Gateway WebSocket event for `route`.
@@ -400,20 +353,10 @@ pub fn websocket_event(
         "isBase64Encoded": false
     });
     if !headers.is_empty() {
-        event["headers"] = json!(
-            headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), json!(v)))
-                .collect::<serde_json::Map<_, _>>()
-        );
+        event["headers"] = object(headers);
     }
     if !query.is_empty() {
-        event["queryStringParameters"] = json!(
-            query
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), json!(v)))
-                .collect::<serde_json::Map<_, _>>()
-        );
+        event["queryStringParameters"] = object(query);
     }
     if let Some(body) = body {
         event["body"] = json!(body);

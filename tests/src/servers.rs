@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::any;
 use serde_json::Value;
+use tokio::sync::Notify;
 
 async fn serve(router: Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -147,10 +148,12 @@ struct Recorded {
 pub struct ManagementRecorder {
     pub url: String,
     state: Arc<Mutex<Recorded>>,
+    /// Woken by every post and close recorded.
+    changed: Arc<Notify>,
 }
 
 async fn connection(
-    State(state): State<Arc<Mutex<Recorded>>>,
+    State((state, changed)): State<(Arc<Mutex<Recorded>>, Arc<Notify>)>,
     Path(id): Path<String>,
     method: Method,
     body: Bytes,
@@ -159,7 +162,7 @@ async fn connection(
     if s.gone.contains(&id) {
         return StatusCode::GONE;
     }
-    match method {
+    let status = match method {
         Method::POST => {
             s.posts
                 .push((id, String::from_utf8_lossy(&body).into_owned()));
@@ -170,21 +173,29 @@ async fn connection(
             s.gone.insert(id);
             StatusCode::NO_CONTENT
         }
-        _ => StatusCode::OK,
-    }
+        _ => return StatusCode::OK,
+    };
+    changed.notify_waiters();
+    status
 }
 
 impl ManagementRecorder {
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(Recorded::default()));
+        let (state, changed) = (Arc::default(), Arc::default());
         let router = Router::new()
             .route("/@connections/{id}", any(connection))
-            .with_state(state.clone());
+            .with_state((Arc::clone(&state), Arc::clone(&changed)));
         let addr = serve(router).await;
         Self {
             url: format!("http://{addr}"),
             state,
+            changed,
         }
+    }
+
+    /// Woken whenever a post or a close is recorded.
+    pub fn changed(&self) -> &Notify {
+        &self.changed
     }
 
     /// Every frame posted to `connection`, parsed.
@@ -197,23 +208,6 @@ impl ManagementRecorder {
             .filter(|(id, _)| id == connection)
             .map(|(_, body)| serde_json::from_str(body).expect("frames are JSON"))
             .collect()
-    }
-
-    /// The data events (frames with a `seq`) posted to `connection`.
-    pub fn events(&self, connection: &str) -> Vec<Value> {
-        self.frames(connection)
-            .into_iter()
-            .filter(|f| f.get("seq").is_some())
-            .collect()
-    }
-
-    /// How many posts went anywhere.
-    pub fn post_count(&self) -> usize {
-        self.state.lock().expect("recorder").posts.len()
-    }
-
-    pub fn clear(&self) {
-        self.state.lock().expect("recorder").posts.clear();
     }
 
     /// Connections closed with `DeleteConnection`.

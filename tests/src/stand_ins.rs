@@ -17,12 +17,22 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 pub const API_KEY: &str = "sk-test-0123";
+pub const IMAGE_MODEL: &str = "test-image-model";
+pub const CHAT_MODEL: &str = "test-chat-model";
 /// The caption the chat stand-in answers (wrapped in quotes, which the provider trims).
 pub const CAPTION: &str = "Fresh from the kiln. #mug #handmade";
 pub const BUCKET: &str = "demo-test.firebasestorage.app";
 pub const ACCESS_TOKEN: &str = "ya29.storage-test-token";
 const PNG: &str =
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
+
+/// A JPEG's opening and closing markers: what sniffing looks at.
+pub const JPEG: &[u8] = &[
+    0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0, 1, 0xFF, 0xD9,
+];
+/// A WebP (VP8L) header: what sniffing looks at.
+pub const WEBP: &[u8] =
+    b"RIFF\x1a\0\0\0WEBPVP8L\x0d\0\0\0\x2f\0\0\0\x10\x07\x10\x11\x11\x88\x88\xfe\x07\0";
 
 /// A real 1×1 PNG.
 pub fn png() -> Vec<u8> {
@@ -101,8 +111,8 @@ impl Ai {
             ("AI_PROVIDER", "openai".to_owned()),
             ("AI_BASE_URL", format!("{}/v1", self.base)),
             ("AI_API_KEY", API_KEY.to_owned()),
-            ("AI_IMAGE_MODEL", "test-image-model".to_owned()),
-            ("AI_CHAT_MODEL", "test-chat-model".to_owned()),
+            ("AI_IMAGE_MODEL", IMAGE_MODEL.to_owned()),
+            ("AI_CHAT_MODEL", CHAT_MODEL.to_owned()),
             ("AI_TIMEOUT_SECONDS", timeout_secs.to_string()),
         ]
         .into_iter()
@@ -126,6 +136,15 @@ impl Ai {
 
     pub fn release(&self) {
         self.gate.add_permits(1);
+    }
+
+    /// Once an image request is held ([`ImageAnswer::Hold`]), runs `meanwhile`, then lets
+    /// the request go on; what `meanwhile` returned.
+    pub async fn while_held<T>(&self, meanwhile: impl std::future::Future<Output = T>) -> T {
+        self.wait_for_image_request().await;
+        let out = meanwhile.await;
+        self.release();
+        out
     }
 
     /// Waits until an image request has arrived.
@@ -303,7 +322,8 @@ async fn token(
         .into_response()
 }
 
-fn header(headers: &HeaderMap, name: &str) -> String {
+/// A header's value as text (empty if absent).
+pub fn header(headers: &HeaderMap, name: &str) -> String {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

@@ -1,6 +1,7 @@
 //! `events/*.json` are the sample events of `sam local invoke`: each one runs here through its
-//! function's handler, so they cannot go stale; and `template.yaml` routes exactly the route
-//! table the code (and the local gateway) serves.
+//! function's handler, so they cannot go stale; `template.yaml` routes exactly the route
+//! table the code (and the local gateway) serves; and the n8n workflow calls routes of that
+//! table, as a service.
 
 use std::collections::BTreeMap;
 
@@ -186,7 +187,7 @@ async fn every_sample_event_runs_through_its_handler() {
         );
     }
     // The WebSocket samples really reached the connection: ping, resume and auth answered.
-    let frames = t.gateway.frames("Xk3pQcQ2IAMCJ8w=");
+    let frames = t.management.frames("Xk3pQcQ2IAMCJ8w=");
     let names: Vec<_> = frames.iter().filter_map(|f| f["event"].as_str()).collect();
     for expected in ["pong", "resume:done", "auth:ok"] {
         assert!(names.contains(&expected), "no {expected} in {names:?}");
@@ -391,4 +392,146 @@ fn the_functions_deadlines_are_the_template_timeouts_and_under_the_writer_lease(
         "{longest} s against a lease of {lease} s"
     );
     assert!(adsync::config::MIN_WRITER_LEASE.as_secs() >= longest + 10);
+}
+
+/// The backend path of an HTTP Request node's URL expression, with its `{{ }}` expressions
+/// replaced by sample ids: `={{ $('Config').item.json.backendUrl }}/products/update/{{ ... }}/{{ ... }}`
+/// becomes `/products/update/id/id`.
+fn backend_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("={{ $('Config').item.json.backendUrl }}")?;
+    let mut out = String::new();
+    let mut rest = rest;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        out.push_str("id");
+        let end = rest[start..].find("}}")? + start + 2;
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+#[test]
+fn the_n8n_workflow_is_well_formed_and_calls_the_backend_as_it_expects() {
+    let text = std::fs::read_to_string(format!("{ROOT}/n8n/generate-ad-image.workflow.json"))
+        .expect("the workflow file");
+    let workflow: Value = serde_json::from_str(&text).expect("valid JSON");
+    let nodes = workflow["nodes"].as_array().expect("nodes");
+    let names: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["name"].as_str().expect("a name"))
+        .collect();
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "node names are unique");
+    let mut ids: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["id"].as_str().expect("an id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), nodes.len(), "node ids are unique");
+    for node in nodes {
+        assert!(
+            node["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("n8n-nodes-base."),
+            "{node}"
+        );
+        assert!(node["typeVersion"].is_number(), "{node}");
+        assert_eq!(node["position"].as_array().map(Vec::len), Some(2), "{node}");
+    }
+
+    // Every connection joins existing nodes, and every node but the trigger is reached.
+    let connections = workflow["connections"].as_object().expect("connections");
+    let mut reached = std::collections::HashSet::new();
+    for (from, outputs) in connections {
+        assert!(
+            names.contains(&from.as_str()),
+            "connection from unknown node {from}"
+        );
+        for output in outputs["main"].as_array().expect("main outputs") {
+            for link in output.as_array().expect("an output") {
+                let to = link["node"].as_str().expect("a target");
+                assert!(names.contains(&to), "connection to unknown node {to}");
+                assert_eq!(link["type"], "main");
+                reached.insert(to);
+            }
+        }
+    }
+    for node in nodes {
+        let name = node["name"].as_str().unwrap();
+        let trigger = node["type"] == "n8n-nodes-base.webhook";
+        assert_eq!(reached.contains(name), !trigger, "{name} reached");
+    }
+    let webhook = nodes
+        .iter()
+        .find(|n| n["type"] == "n8n-nodes-base.webhook")
+        .expect("a webhook");
+    assert_eq!(webhook["parameters"]["httpMethod"], "POST");
+
+    // Backend calls: known routes, with the service key credential and X-On-Behalf-Of.
+    let http_nodes: Vec<&Value> = nodes
+        .iter()
+        .filter(|n| n["type"] == "n8n-nodes-base.httpRequest")
+        .collect();
+    let mut routes = Vec::new();
+    let mut ai_calls = Vec::new();
+    for node in &http_nodes {
+        let p = &node["parameters"];
+        let url = p["url"].as_str().expect("a url");
+        let method = p["method"].as_str().unwrap_or("GET");
+        if let Some(path) = backend_path(url) {
+            let method: http::Method = method.parse().unwrap();
+            let (route, _) = Route::resolve(&method, &path)
+                .unwrap_or_else(|e| panic!("{} {path} is not a backend route: {e}", node["name"]));
+            let headers: Vec<&str> = p["headerParameters"]["parameters"]
+                .as_array()
+                .map(|h| h.iter().filter_map(|h| h["name"].as_str()).collect())
+                .unwrap_or_default();
+            if route == Route::Login {
+                // The caller's own token, forwarded: this is how the workflow learns the uid.
+                assert_eq!(headers, ["Authorization"], "{}", node["name"]);
+            } else {
+                assert_eq!(
+                    p["authentication"], "genericCredentialType",
+                    "{}",
+                    node["name"]
+                );
+                assert_eq!(p["genericAuthType"], "httpHeaderAuth", "{}", node["name"]);
+                assert!(node["credentials"]["httpHeaderAuth"]["name"].is_string());
+                assert!(headers.contains(&"X-On-Behalf-Of"), "{}", node["name"]);
+            }
+            if route == Route::Broadcast {
+                let body = p["jsonBody"].as_str().expect("a JSON body");
+                assert!(body.contains("\"ai:progress\""), "{body}");
+                assert!(body.contains("uid") && body.contains("data"), "{body}");
+            }
+            routes.push(route);
+        } else {
+            let path = url
+                .strip_prefix("={{ $('Config').item.json.aiBaseUrl }}")
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: the URL must start with the Config node's backendUrl or aiBaseUrl",
+                        node["name"]
+                    )
+                });
+            assert_eq!(method, "POST");
+            assert_eq!(p["genericAuthType"], "httpHeaderAuth", "{}", node["name"]);
+            ai_calls.push(path.to_owned());
+        }
+    }
+    for route in [
+        Route::Login,
+        Route::UpdateProduct,
+        Route::Broadcast,
+        Route::UploadProductImage,
+    ] {
+        assert!(routes.contains(&route), "the workflow calls {route:?}");
+    }
+    ai_calls.sort();
+    assert_eq!(ai_calls, ["/chat/completions", "/images/generations"]);
 }

@@ -70,6 +70,12 @@ impl Client {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The status of `GET {path}`, without credentials.
+    pub async fn status_of_get(&self, path: &str) -> u16 {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await;
+        r.unwrap().status().as_u16()
+    }
+
     /// A socket of `uid`, token in the query string.
     pub async fn socket(&self, uid: &str) -> Ws {
         let url = format!(

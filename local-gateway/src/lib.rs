@@ -399,23 +399,6 @@ impl Options {
     }
 }
 
-/// Whether `host` (an address, or a URL's host) is this machine only.
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Whether a URL points at this machine.
-fn is_loopback_url(url: &str) -> bool {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(is_loopback))
-        .unwrap_or(false)
-}
-
 impl Options {
     /// What the options expose beyond this machine's own throwaway data: real data, or
     /// listeners other machines can reach.
@@ -430,18 +413,18 @@ impl Options {
         if let Some(endpoint) = self
             .dynamodb_endpoint
             .as_deref()
-            .filter(|e| !is_loopback_url(e))
+            .filter(|e| !adsync::outbound::is_loopback_url(e))
         {
             exposures.push(format!("the DynamoDB endpoint {endpoint}"));
         }
         if let Some(url) = self
             .management_url
             .as_deref()
-            .filter(|u| !is_loopback_url(u))
+            .filter(|u| !adsync::outbound::is_loopback_url(u))
         {
             exposures.push(format!("the Management API at {url}"));
         }
-        if !is_loopback(&self.host) {
+        if !adsync::outbound::is_loopback_host(&self.host) {
             exposures.push(format!(
                 "the listen address {}, which other machines can reach",
                 self.host

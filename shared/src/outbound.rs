@@ -53,3 +53,20 @@ mod tests {
         assert_eq!(percent_encode("urn:x"), "urn%3Ax");
     }
 }
+
+/// Whether `host` (an address, or a URL's host) is this machine only.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a URL points at this machine.
+pub fn is_loopback_url(url: &str) -> bool {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(is_loopback_host))
+        .unwrap_or(false)
+}

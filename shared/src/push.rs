@@ -52,6 +52,9 @@ pub trait Pusher: Send + Sync {
 pub struct ManagementApiPusher {
     client: Client,
     timeout: Duration,
+    /// A Management API on this machine (the local gateway's) has no handshake worth
+    /// warming, and may not be serving yet while its own gateway starts.
+    local: bool,
 }
 
 impl ManagementApiPusher {
@@ -59,9 +62,11 @@ impl ManagementApiPusher {
         let config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
             .endpoint_url(endpoint)
             .build();
+        let local = crate::outbound::is_loopback_url(endpoint);
         Self {
             client: Client::from_conf(config),
             timeout,
+            local,
         }
     }
 }
@@ -92,6 +97,9 @@ impl ManagementApiPusher {
     /// pay for the TLS handshake: a `GetConnection` of an id that cannot exist, whose answer
     /// (410, or 403 without that permission) does not matter.
     pub async fn warm_up(&self) {
+        if self.local {
+            return;
+        }
         let call = self.client.get_connection().connection_id("warm-up").send();
         let _ = tokio::time::timeout(self.timeout, call).await;
     }

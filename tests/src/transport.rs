@@ -80,6 +80,8 @@ pub struct Setup<'a> {
     pub retention_secs: Option<u64>,
     /// How long a writer may hold a seq, in seconds.
     pub writer_lease_secs: Option<u64>,
+    /// The per-user budgets; `None`: the deployed defaults.
+    pub rate_limits: Option<adsync::limits::RateLimits>,
 }
 
 impl<'a> Setup<'a> {

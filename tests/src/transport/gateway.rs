@@ -76,6 +76,15 @@ impl Gateway {
         if let Some(secs) = setup.writer_lease_secs {
             o.writer_lease_secs = secs;
         }
+        if let Some(limits) = setup.rate_limits {
+            let flags = &mut o.rate_limits;
+            flags.generations_per_hour = limits.generations_per_hour;
+            flags.mutations_per_minute = limits.mutations_per_minute;
+            flags.broadcasts_per_minute = limits.broadcasts_per_minute;
+            flags.connections_per_user = limits.connections_per_user;
+            flags.resumes_per_minute = limits.resumes_per_minute;
+            flags.event_pages_per_minute = limits.event_pages_per_minute;
+        }
         // Scenarios run the sweeper themselves, when they mean to.
         o.sweep_interval_secs = 3600;
         let running = local_gateway::start(o).await.expect("the gateway starts");

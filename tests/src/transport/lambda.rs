@@ -36,6 +36,19 @@ impl Lambda {
         if let Some(secs) = setup.retention_secs {
             settings.push(("EVENT_RETENTION_SECONDS".into(), secs.to_string()));
         }
+        if let Some(limits) = setup.rate_limits {
+            settings.extend(
+                [
+                    ("RATE_GENERATIONS_PER_HOUR", limits.generations_per_hour),
+                    ("RATE_MUTATIONS_PER_MINUTE", limits.mutations_per_minute),
+                    ("RATE_BROADCASTS_PER_MINUTE", limits.broadcasts_per_minute),
+                    ("MAX_CONNECTIONS_PER_USER", limits.connections_per_user),
+                    ("RATE_RESUMES_PER_MINUTE", limits.resumes_per_minute),
+                    ("RATE_EVENT_PAGES_PER_MINUTE", limits.event_pages_per_minute),
+                ]
+                .map(|(name, value)| (name.into(), value.to_string())),
+            );
+        }
         let lease = setup.writer_lease_secs;
         // A lease shorter than the functions may run is refused by the settings; tests that
         // need expired reservations soon set it past them.

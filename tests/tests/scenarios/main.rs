@@ -6,6 +6,7 @@
 //! here, `local-gateway/tests/gateway_only.rs` there.
 
 mod generate;
+mod limits;
 mod rest;
 mod upload;
 mod websocket;

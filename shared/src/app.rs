@@ -12,6 +12,7 @@ use crate::config::{
     AiConfig, AuthConfig, AwsCredentials, Config, ConfigError, Images, Push, Registry, Store,
     Timeouts, Timing,
 };
+use crate::domain::UrlRule;
 use crate::error::AppError;
 use crate::function::{Function, Need};
 use crate::google::GoogleTokenSource;
@@ -42,6 +43,8 @@ pub struct App {
     pub ai: Option<Arc<dyn AiProvider>>,
     /// Where images are stored; `None` in functions that store none.
     pub images: Option<Arc<dyn ImageStore>>,
+    /// Which URLs documents may hold.
+    pub urls: UrlRule,
 }
 
 /// The registry ports, and the DynamoDB registry behind them when there is one (to warm).
@@ -145,6 +148,12 @@ impl App {
         let Push::ManagementApi { url } = config.push;
         let pusher = Arc::new(ManagementApiPusher::new(&sdk, &url, timeouts.push));
 
+        // Images served from a local folder are the local gateway's: its `http://` media URLs
+        // (to this machine) are then acceptable in documents. Deployed, only `https://` is.
+        let urls = match config.images {
+            Some(Images::Folder(_)) => UrlRule::HttpsOrLocalHttp,
+            _ => UrlRule::HttpsOnly,
+        };
         let images: Option<Arc<dyn ImageStore>> = match config.images {
             _ if needs.images == Need::No => None,
             None => None,
@@ -216,6 +225,7 @@ impl App {
             timing: config.timing,
             ai,
             images,
+            urls,
         })
     }
 

@@ -61,7 +61,8 @@ impl ProductStatus {
 pub enum Kind {
     /// A string of `min..=max` characters (`min` 1 also means not blank).
     Text { min: usize, max: usize },
-    /// An `https://` URL (or `http://` to localhost), at most 2,048 characters.
+    /// An `https://` URL without user or password (locally also `http://` to this
+    /// machine), at most 2,048 characters.
     Url,
     /// A number in `min..=max`.
     Number { min: f64, max: f64 },
@@ -212,7 +213,11 @@ pub fn max_chars(resource: Resource, field: &str) -> usize {
 }
 
 /// A validated create body: known fields only, required ones present, no nulls.
-pub fn validate_new(resource: Resource, body: Map<String, Value>) -> Result<Fields, AppError> {
+pub fn validate_new(
+    resource: Resource,
+    body: Map<String, Value>,
+    urls: UrlRule,
+) -> Result<Fields, AppError> {
     for spec in resource.fields().iter().filter(|s| s.required) {
         if !body.contains_key(spec.name) {
             return Err(AppError::BadRequest(format!(
@@ -227,7 +232,7 @@ pub fn validate_new(resource: Resource, body: Map<String, Value>) -> Result<Fiel
         if value.is_null() {
             continue;
         }
-        check(spec, &value)?;
+        check(spec, &value, urls)?;
         out.insert(key, value);
     }
     Ok(out)
@@ -241,7 +246,11 @@ pub struct Patch {
     pub mask: Vec<String>,
 }
 
-pub fn validate_patch(resource: Resource, body: Map<String, Value>) -> Result<Patch, AppError> {
+pub fn validate_patch(
+    resource: Resource,
+    body: Map<String, Value>,
+    urls: UrlRule,
+) -> Result<Patch, AppError> {
     if body.is_empty() {
         return Err(AppError::BadRequest(format!(
             "a {} update needs at least one field",
@@ -261,7 +270,7 @@ pub fn validate_patch(resource: Resource, body: Map<String, Value>) -> Result<Pa
                 )));
             }
         } else {
-            check(spec, &value)?;
+            check(spec, &value, urls)?;
             patch.set.insert(key.clone(), value);
         }
         patch.mask.push(key);
@@ -282,7 +291,7 @@ fn spec_of(resource: Resource, key: &str) -> Result<&'static FieldSpec, AppError
         .ok_or_else(|| AppError::BadRequest(format!("unknown {} field `{key}`", resource.name())))
 }
 
-fn check(spec: &FieldSpec, value: &Value) -> Result<(), AppError> {
+fn check(spec: &FieldSpec, value: &Value, urls: UrlRule) -> Result<(), AppError> {
     let name = spec.name;
     let bad = |why: String| Err(AppError::BadRequest(format!("field `{name}` {why}")));
     match spec.kind {
@@ -299,9 +308,13 @@ fn check(spec: &FieldSpec, value: &Value) -> Result<(), AppError> {
             let Some(s) = value.as_str() else {
                 return bad("must be a string".into());
             };
-            if !is_acceptable_url(s) {
+            if !is_acceptable_url(s, urls) {
+                let schemes = match urls {
+                    UrlRule::HttpsOnly => "an https URL",
+                    UrlRule::HttpsOrLocalHttp => "an https URL (or http to this machine)",
+                };
                 return bad(format!(
-                    "must be an https URL of at most {MAX_URL_LEN} characters"
+                    "must be {schemes} without a user or password, of at most {MAX_URL_LEN} characters"
                 ));
             }
         }
@@ -354,7 +367,7 @@ fn check(spec: &FieldSpec, value: &Value) -> Result<(), AppError> {
                     "must be at most {MAX_METADATA_BYTES} bytes as JSON"
                 ));
             }
-            if let Some(Err(why)) = value.as_object().map(crate::store::storable) {
+            if let Err(why) = crate::store::storable_field(name, value) {
                 return bad(format!("cannot be stored: {why}"));
             }
         }
@@ -367,26 +380,36 @@ pub fn is_hex_colour(s: &str) -> bool {
     s.len() == 7 && s.starts_with('#') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// `https://host...`, or `http://` to localhost / 127.0.0.1 (the local gateway serves images).
-pub fn is_acceptable_url(s: &str) -> bool {
+/// Which URLs a document may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UrlRule {
+    /// `https://` only: deployed.
+    HttpsOnly,
+    /// Also `http://` to this machine: the local gateway serves its media so.
+    HttpsOrLocalHttp,
+}
+
+/// An absolute URL (parsed as browsers do) with a host, no user or password, and a scheme
+/// `rule` allows; at most [`MAX_URL_LEN`] characters.
+pub fn is_acceptable_url(s: &str, rule: UrlRule) -> bool {
     if s.len() > MAX_URL_LEN || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
     }
-    let rest = if let Some(rest) = s.strip_prefix("https://") {
-        rest
-    } else if let Some(rest) = s.strip_prefix("http://") {
-        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        if !matches!(host, "localhost" | "127.0.0.1") {
-            return false;
-        }
-        rest
-    } else {
+    let Ok(url) = url::Url::parse(s) else {
         return false;
     };
-    rest.split(['/', '?', '#'])
-        .next()
-        .is_some_and(|host| !host.is_empty())
+    // `http://localhost:80@evil.com/` is evil.com: credentials in a URL only ever deceive.
+    if !url.username().is_empty() || url.password().is_some() {
+        return false;
+    }
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        return false;
+    };
+    match url.scheme() {
+        "https" => true,
+        "http" => rule == UrlRule::HttpsOrLocalHttp && crate::outbound::is_loopback_host(host),
+        _ => false,
+    }
 }
 
 /// The field tables as the Markdown of `docs/fields.md`.
@@ -447,23 +470,38 @@ mod tests {
 
     #[test]
     fn create_needs_the_required_fields_and_names_the_bad_one() {
-        let err = validate_new(Resource::Product, obj(json!({"price": 3}))).unwrap_err();
+        let err = validate_new(
+            Resource::Product,
+            obj(json!({"price": 3})),
+            UrlRule::HttpsOnly,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("`name`"), "{err}");
-        let err =
-            validate_new(Resource::Product, obj(json!({"name": "A", "price": "3"}))).unwrap_err();
+        let err = validate_new(
+            Resource::Product,
+            obj(json!({"name": "A", "price": "3"})),
+            UrlRule::HttpsOnly,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("`price`"), "{err}");
         let err = validate_new(
             Resource::Product,
             obj(json!({"name": "A", "colour": "red"})),
+            UrlRule::HttpsOnly,
         )
         .unwrap_err();
         assert!(err.to_string().contains("`colour`"), "{err}");
-        let err =
-            validate_new(Resource::Business, obj(json!({"name": "A", "id": "x"}))).unwrap_err();
+        let err = validate_new(
+            Resource::Business,
+            obj(json!({"name": "A", "id": "x"})),
+            UrlRule::HttpsOnly,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("set by the server"), "{err}");
         let ok = validate_new(
             Resource::Product,
             obj(json!({"name": "Mug", "price": 12.5, "currency": "EUR", "colors": ["#112233"]})),
+            UrlRule::HttpsOnly,
         )
         .unwrap();
         assert_eq!(ok["price"], json!(12.5));
@@ -472,55 +510,145 @@ mod tests {
     #[test]
     fn limits_are_enforced() {
         let long = "x".repeat(201);
-        assert!(validate_new(Resource::Business, obj(json!({"name": long}))).is_err());
-        assert!(validate_new(Resource::Business, obj(json!({"name": "  "}))).is_err());
-        let caption = "c".repeat(2201);
-        assert!(validate_patch(Resource::Product, obj(json!({"caption": caption}))).is_err());
-        let big = json!({"blob": "m".repeat(MAX_METADATA_BYTES)});
-        assert!(validate_patch(Resource::Product, obj(json!({"metadata": big}))).is_err());
-        assert!(validate_patch(Resource::Product, obj(json!({"status": "done"}))).is_err());
-        for bad in [
-            json!({"a": [[1]]}),
-            json!({"": 1}),
-            json!({"x": {"__key__": 1}}),
-        ] {
-            assert!(
-                validate_patch(Resource::Product, obj(json!({"metadata": bad}))).is_err(),
-                "{bad}"
-            );
-        }
         assert!(
-            validate_patch(
-                Resource::Product,
-                obj(json!({"metadata": {"a": [{"b": [1]}]}}))
+            validate_new(
+                Resource::Business,
+                obj(json!({"name": long})),
+                UrlRule::HttpsOnly
             )
-            .is_ok()
+            .is_err()
         );
-        assert!(validate_patch(Resource::Product, obj(json!({"imageUrl": "ftp://x/y"}))).is_err());
+        assert!(
+            validate_new(
+                Resource::Business,
+                obj(json!({"name": "  "})),
+                UrlRule::HttpsOnly
+            )
+            .is_err()
+        );
+        let caption = "c".repeat(2201);
         assert!(
             validate_patch(
                 Resource::Product,
-                obj(json!({"imageUrl": "http://evil.com/a"}))
+                obj(json!({"caption": caption})),
+                UrlRule::HttpsOnly
+            )
+            .is_err()
+        );
+        let big = json!({"blob": "m".repeat(MAX_METADATA_BYTES)});
+        assert!(
+            validate_patch(
+                Resource::Product,
+                obj(json!({"metadata": big})),
+                UrlRule::HttpsOnly
             )
             .is_err()
         );
         assert!(
             validate_patch(
                 Resource::Product,
-                obj(json!({"imageUrl": "http://127.0.0.1:3000/a"}))
+                obj(json!({"status": "done"})),
+                UrlRule::HttpsOnly
+            )
+            .is_err()
+        );
+        for bad in [
+            json!({"a": [[1]]}),
+            json!({"": 1}),
+            json!({"x": {"__key__": 1}}),
+        ] {
+            assert!(
+                validate_patch(
+                    Resource::Product,
+                    obj(json!({"metadata": bad})),
+                    UrlRule::HttpsOnly
+                )
+                .is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            validate_patch(
+                Resource::Product,
+                obj(json!({"metadata": {"a": [{"b": [1]}]}})),
+                UrlRule::HttpsOnly
+            )
+            .is_ok()
+        );
+        assert!(
+            validate_patch(
+                Resource::Product,
+                obj(json!({"imageUrl": "ftp://x/y"})),
+                UrlRule::HttpsOnly
+            )
+            .is_err()
+        );
+        assert!(
+            validate_patch(
+                Resource::Product,
+                obj(json!({"imageUrl": "http://evil.com/a"})),
+                UrlRule::HttpsOnly
+            )
+            .is_err()
+        );
+        assert!(
+            validate_patch(
+                Resource::Product,
+                obj(json!({"imageUrl": "http://127.0.0.1:3000/a"})),
+                UrlRule::HttpsOrLocalHttp
             )
             .is_ok()
         );
     }
 
     #[test]
+    fn urls_are_parsed_as_browsers_do() {
+        let local = UrlRule::HttpsOrLocalHttp;
+        for (url, deployed, in_local_mode) in [
+            ("https://cdn.example.com/a.png", true, true),
+            ("http://127.0.0.1:3000/media/a.png", false, true),
+            ("http://localhost/media/a.png", false, true),
+            ("http://[::1]:3000/a", false, true),
+            // The host is evil.com: what precedes `@` is a user and password.
+            ("http://localhost:80@evil.com/x", false, false),
+            ("https://user@cdn.example.com/a.png", false, false),
+            ("https://user:pw@cdn.example.com/a.png", false, false),
+            ("http://127.0.0.1.evil.com/x", false, false),
+            ("http://evil.com/a", false, false),
+            ("https://", false, false),
+            ("https://exa mple.com/a", false, false),
+            ("ftp://example.com/a", false, false),
+            ("javascript:alert(1)", false, false),
+            ("/relative/path", false, false),
+        ] {
+            assert_eq!(
+                is_acceptable_url(url, UrlRule::HttpsOnly),
+                deployed,
+                "{url} deployed"
+            );
+            assert_eq!(is_acceptable_url(url, local), in_local_mode, "{url} local");
+        }
+    }
+
+    #[test]
     fn patch_masks_every_named_field_and_null_clears() {
-        let patch =
-            validate_patch(Resource::Product, obj(json!({"caption": null, "price": 2}))).unwrap();
+        let patch = validate_patch(
+            Resource::Product,
+            obj(json!({"caption": null, "price": 2})),
+            UrlRule::HttpsOnly,
+        )
+        .unwrap();
         assert_eq!(patch.mask, vec!["caption".to_string(), "price".to_string()]);
         assert_eq!(patch.set.len(), 1);
-        assert!(validate_patch(Resource::Product, obj(json!({"name": null}))).is_err());
-        assert!(validate_patch(Resource::Product, Map::new()).is_err());
+        assert!(
+            validate_patch(
+                Resource::Product,
+                obj(json!({"name": null})),
+                UrlRule::HttpsOnly
+            )
+            .is_err()
+        );
+        assert!(validate_patch(Resource::Product, Map::new(), UrlRule::HttpsOnly).is_err());
     }
 
     #[test]

@@ -173,7 +173,7 @@ pub async fn create_business(
     who: &Principal,
     body: Map<String, Value>,
 ) -> Result<Value, AppError> {
-    let fields = domain::validate_new(Resource::Business, body)?;
+    let fields = domain::validate_new(Resource::Business, body, app.urls)?;
     let id = BusinessId::generate();
     let path = DocPath::business(who.uid(), &id);
     let outbox = Outbox::open_spending(app, who.uid(), Some(Budget::Mutations)).await?;
@@ -225,7 +225,7 @@ pub async fn create_product(
     business: &BusinessId,
     body: Map<String, Value>,
 ) -> Result<Value, AppError> {
-    let mut fields = domain::validate_new(Resource::Product, body)?;
+    let mut fields = domain::validate_new(Resource::Product, body, app.urls)?;
     let status = fields
         .entry("status")
         .or_insert_with(|| json!(domain::ProductStatus::Draft.as_str()));
@@ -323,7 +323,7 @@ pub async fn update_product(
     product: &ProductId,
     body: Map<String, Value>,
 ) -> Result<Value, AppError> {
-    let patch = domain::validate_patch(Resource::Product, body)?;
+    let patch = domain::validate_patch(Resource::Product, body, app.urls)?;
     update_product_fields(app, who.uid(), business, product, patch).await
 }
 
@@ -454,7 +454,7 @@ pub async fn update_user(
             "a user can only update their own profile".into(),
         ));
     }
-    let patch = stamped(app, domain::validate_patch(Resource::User, body)?);
+    let patch = stamped(app, domain::validate_patch(Resource::User, body, app.urls)?);
     let outbox = Outbox::open_spending(app, uid, Some(Budget::Mutations)).await?;
     let written = app
         .store()?

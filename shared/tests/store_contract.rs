@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use adsync::store::memory::MemoryStore;
 use adsync::store::{
-    CollectionPath, DocPath, Document, DocumentStore, Fields, Precondition, StoreError, Write,
+    CollectionPath, Listing, DocPath, Document, DocumentStore, Fields, Precondition, StoreError, Write,
 };
 use serde_json::json;
 use support::{business, fields, product, uid};
@@ -442,6 +442,109 @@ async fn values_firestore_cannot_store_are_refused(store: &dyn DocumentStore) {
     assert_eq!(got(store, &path).await, None);
 }
 
+/// Every document of `listing`, read in pages of `limit`.
+async fn all_pages(store: &dyn DocumentStore, listing: &Listing, limit: usize) -> Vec<String> {
+    let mut after: Option<DocPath> = None;
+    let mut names = Vec::new();
+    loop {
+        let page = store
+            .list_page(listing, after.as_ref(), limit)
+            .await
+            .expect("page");
+        assert!(page.len() <= limit, "{} > {limit}", page.len());
+        let Some((last, _)) = page.last() else {
+            return names;
+        };
+        after = Some(last.clone());
+        for (path, doc) in &page {
+            assert_eq!(path.id(), doc.fields["name"], "the path is the document's");
+            names.push(path.id().to_owned());
+        }
+    }
+}
+
+async fn pages_list_every_document_once_in_order(store: &dyn DocumentStore) {
+    let docs = [
+        product("alice", "b1", "p1"),
+        product("alice", "b1", "p2"),
+        product("alice", "b1", "p3"),
+        product("alice", "b2", "p4"),
+        product("alice", "b2", "p5"),
+        product("bob", "b3", "p6"),
+        business("alice", "b1"),
+    ];
+    for path in &docs {
+        store
+            .create(path, fields(json!({"name": path.id()})))
+            .await
+            .expect("create");
+    }
+    let alice = DocPath::user(&uid("alice"));
+    let every_product = Listing::Descendants {
+        parent: alice.clone(),
+        collection_id: "products",
+    };
+    for limit in [1, 2, 10] {
+        assert_eq!(
+            all_pages(store, &every_product, limit).await,
+            ["p1", "p2", "p3", "p4", "p5"],
+            "pages of {limit}"
+        );
+    }
+    let one_business = Listing::Collection(CollectionPath::products(
+        &uid("alice"),
+        &adsync::ids::BusinessId::parse("b1").expect("id"),
+    ));
+    assert_eq!(all_pages(store, &one_business, 2).await, ["p1", "p2", "p3"]);
+    let businesses = Listing::Collection(CollectionPath::businesses(&uid("alice")));
+    assert_eq!(all_pages(store, &businesses, 2).await, ["b1"]);
+    let nobody = Listing::Descendants {
+        parent: DocPath::user(&uid("carol")),
+        collection_id: "products",
+    };
+    assert!(all_pages(store, &nobody, 2).await.is_empty());
+}
+
+/// `depth` maps nested in one another, around a string.
+fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(json!("x"), |inner, _| json!({ "a": inner }))
+}
+
+async fn nesting_and_field_paths_are_limited_as_firestore_limits_them(store: &dyn DocumentStore) {
+    use adsync::store::{MAX_FIELD_DEPTH, MAX_FIELD_PATH_BYTES};
+    let path = business("alice", "b1");
+    // `metadata.<key>` is the field path: the key may take what the prefix leaves.
+    let longest_key = "k".repeat(MAX_FIELD_PATH_BYTES - "metadata.".len());
+    let longest_nested_key = "k".repeat(MAX_FIELD_PATH_BYTES - "metadata.ab.".len());
+    let accepted = [
+        json!({ "metadata": nested(MAX_FIELD_DEPTH) }),
+        json!({ "metadata": { longest_key.clone(): 1 } }),
+        json!({ "metadata": { "ab": { longest_nested_key.clone(): 1 } } }),
+        json!({ "metadata": [nested(MAX_FIELD_DEPTH - 1)] }),
+    ];
+    let refused = [
+        json!({ "metadata": nested(MAX_FIELD_DEPTH + 1) }),
+        json!({ "metadata": { format!("{longest_key}k"): 1 } }),
+        json!({ "metadata": { "ab": { format!("{longest_nested_key}k"): 1 } } }),
+        json!({ "metadata": [nested(MAX_FIELD_DEPTH)] }),
+    ];
+    for good in accepted {
+        store
+            .create(&path, fields(good.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("refused {}…: {e}", &good.to_string()[..60]));
+        store.delete(&path).await.expect("delete");
+    }
+    for bad in refused {
+        let err = store
+            .create(&path, fields(bad.clone()))
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert_eq!(got(store, &path).await, None);
+    }
+}
+
 /// One test per behaviour and backend: `memory::name` and `firestore::name`.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -465,6 +568,8 @@ macro_rules! contract {
 }
 
 contract!(
+    pages_list_every_document_once_in_order,
+    nesting_and_field_paths_are_limited_as_firestore_limits_them,
     create_then_get,
     create_twice_is_already_exists,
     update_merges_and_returns_the_whole_document,

@@ -8,6 +8,7 @@
 //! server keeps its data across restarts.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -15,8 +16,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{
-    CollectionPath, DocPath, Document, DocumentStore, Fields, Precondition, StoreError, Version,
-    Write,
+    CollectionPath, DocPath, Document, DocumentStore, Fields, Listing, Precondition, StoreError,
+    Version, Write,
 };
 
 /// Snapshot format version, so a change of layout is detected. Version 1 had no document
@@ -365,6 +366,35 @@ impl DocumentStore for MemoryStore {
             .take_while(|(path, _)| path.starts_with(&prefix))
             .filter(|(path, _)| in_group(path, collection_id))
             .map(|(_, doc)| doc.clone())
+            .collect())
+    }
+
+    async fn list_page(
+        &self,
+        listing: &Listing,
+        after: Option<&DocPath>,
+        limit: usize,
+    ) -> Result<Vec<(DocPath, Document)>, StoreError> {
+        let prefix = match listing {
+            Listing::Collection(collection) => format!("{}/", collection.as_str()),
+            Listing::Descendants { parent, .. } => format!("{}/", parent.as_str()),
+        };
+        let belongs = |path: &str| match listing {
+            Listing::Collection(collection) => in_collection(path, collection.as_str()),
+            Listing::Descendants { collection_id, .. } => in_group(path, collection_id),
+        };
+        let start = match after {
+            Some(after) => Bound::Excluded(after.as_str().to_owned()),
+            None => Bound::Included(prefix.clone()),
+        };
+        let state = self.lock();
+        Ok(state
+            .docs
+            .range((start, Bound::Unbounded))
+            .take_while(|(path, _)| path.starts_with(&prefix))
+            .filter(|(path, _)| belongs(path))
+            .filter_map(|(path, doc)| Some((DocPath::parse(path)?, doc.clone())))
+            .take(limit.max(1))
             .collect())
     }
 

@@ -76,30 +76,91 @@ impl DocPath {
     }
 }
 
+/// How deep maps and lists may nest in one field (Firestore's limit).
+pub const MAX_FIELD_DEPTH: usize = 20;
+/// The longest field path, its keys joined by dots, in bytes (Firestore's limit).
+pub const MAX_FIELD_PATH_BYTES: usize = 1500;
+
 /// What Firestore cannot store (it answers INVALID_ARGUMENT): an empty field name, a reserved
-/// one (`__name__`-style: two underscores at both ends), or an array directly inside an array.
-/// One rule for the validation of client data and for the embedded store.
+/// one (`__name__`-style: two underscores at both ends), an array directly inside an array,
+/// maps and lists nested more than [`MAX_FIELD_DEPTH`] deep, or a field path longer than
+/// [`MAX_FIELD_PATH_BYTES`]. One rule for the validation of client data and for the embedded
+/// store.
 pub fn storable(fields: &Fields) -> Result<(), String> {
-    fn check(value: &serde_json::Value, in_array: bool) -> Result<(), String> {
-        match value {
-            serde_json::Value::Array(_) if in_array => {
-                Err("a list cannot hold a list directly".into())
-            }
-            serde_json::Value::Array(items) => items.iter().try_for_each(|v| check(v, true)),
-            serde_json::Value::Object(map) => storable(map),
-            _ => Ok(()),
-        }
+    fields
+        .iter()
+        .try_for_each(|(name, value)| storable_field(name, value))
+}
+
+/// [`storable`] for one top-level field.
+pub fn storable_field(name: &str, value: &serde_json::Value) -> Result<(), String> {
+    check_key(name, 0)?;
+    check_value(value, name.len(), 0, false)
+}
+
+fn check_key(name: &str, path_bytes: usize) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a key is empty".into());
     }
-    for (name, value) in fields {
-        if name.is_empty() {
-            return Err("a key is empty".into());
-        }
-        if name.len() >= 4 && name.starts_with("__") && name.ends_with("__") {
-            return Err(format!("the key `{name}` is reserved (like __name__)"));
-        }
-        check(value, false)?;
+    if name.len() >= 4 && name.starts_with("__") && name.ends_with("__") {
+        return Err(format!("the key `{name}` is reserved (like __name__)"));
+    }
+    if path_bytes > MAX_FIELD_PATH_BYTES {
+        let shown: String = name.chars().take(40).collect();
+        return Err(format!(
+            "the key `{shown}…` makes a path of {path_bytes} bytes (at most {MAX_FIELD_PATH_BYTES}, keys joined by dots)"
+        ));
     }
     Ok(())
+}
+
+/// `path_bytes`: the length of the dotted path to `value`; `depth`: the maps and lists
+/// around it within its top-level field.
+fn check_value(
+    value: &serde_json::Value,
+    path_bytes: usize,
+    depth: usize,
+    in_array: bool,
+) -> Result<(), String> {
+    let nested = |depth: usize| {
+        if depth > MAX_FIELD_DEPTH {
+            Err(format!(
+                "maps and lists are nested more than {MAX_FIELD_DEPTH} levels deep"
+            ))
+        } else {
+            Ok(depth)
+        }
+    };
+    match value {
+        serde_json::Value::Array(_) if in_array => Err("a list cannot hold a list directly".into()),
+        serde_json::Value::Array(items) => {
+            let depth = nested(depth + 1)?;
+            items
+                .iter()
+                .try_for_each(|v| check_value(v, path_bytes, depth, true))
+        }
+        serde_json::Value::Object(map) => {
+            let depth = nested(depth + 1)?;
+            map.iter().try_for_each(|(key, v)| {
+                let path_bytes = path_bytes + 1 + key.len();
+                check_key(key, path_bytes)?;
+                check_value(v, path_bytes, depth, false)
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What [`DocumentStore::list_page`] lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listing {
+    /// The documents of one collection.
+    Collection(CollectionPath),
+    /// The documents of every collection named `collection_id` anywhere under `parent`.
+    Descendants {
+        parent: DocPath,
+        collection_id: &'static str,
+    },
 }
 
 /// A collection path relative to the database root, e.g. `users/u1/businesses`.
@@ -255,6 +316,15 @@ pub trait DocumentStore: Send + Sync {
         parent: &DocPath,
         collection_id: &str,
     ) -> Result<Vec<Document>, StoreError>;
+
+    /// One page of `listing` in path order: up to `limit` documents (at least one) whose
+    /// path sorts after `after` (from the start when `None`), each with its path. One query.
+    async fn list_page(
+        &self,
+        listing: &Listing,
+        after: Option<&DocPath>,
+        limit: usize,
+    ) -> Result<Vec<(DocPath, Document)>, StoreError>;
 
     /// Every document, with its path, of the collections named `collection_id` in the whole
     /// database whose string field `field` equals `value` (one collection-group query; in

@@ -81,11 +81,19 @@ async fn a_spent_mutation_budget_is_429_and_writes_and_pushes_nothing(kind: Kind
     let seqs: Vec<_> = frames.iter().map(|f| f["seq"].clone()).collect();
     assert_eq!(seqs, [json!(1), json!(2), json!(3)]);
     let pong = t.ping(&socket).await;
-    assert_eq!(pong["data"]["seq"], 3, "the refused write took no seq: {pong}");
+    assert_eq!(
+        pong["data"]["seq"], 3,
+        "the refused write took no seq: {pong}"
+    );
     let listed = t
         .as_user("alice", Method::GET, &format!("/products/{bid}"), None)
         .await;
-    assert_eq!(listed.body.as_array().map(Vec::len), Some(2), "{}", listed.body);
+    assert_eq!(
+        listed.body.as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        listed.body
+    );
     // Reading is not a mutation, and other users have their own budget.
     let r = t.as_user("alice", Method::GET, "/businesses", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -176,10 +184,12 @@ async fn resume_and_event_pages_cannot_be_looped(kind: Kind) {
     room_in_the_minute().await;
     let socket = t.connect("alice").await;
     for _ in 0..2 {
-        t.send(&socket, json!({"action": "resume", "since": 0})).await;
+        t.send(&socket, json!({"action": "resume", "since": 0}))
+            .await;
         assert_eq!(t.next(&socket).await["event"], "resume:done");
     }
-    t.send(&socket, json!({"action": "resume", "since": 0})).await;
+    t.send(&socket, json!({"action": "resume", "since": 0}))
+        .await;
     let refused = t.next(&socket).await;
     assert_eq!(refused["event"], "error", "{refused}");
     assert_eq!(refused["data"]["code"], "too_many_requests", "{refused}");
@@ -187,13 +197,18 @@ async fn resume_and_event_pages_cannot_be_looped(kind: Kind) {
     assert!((1000..=60_000).contains(&retry_after_ms), "{refused}");
     // The budget is the connection's: a new one may resume.
     let other = t.connect("alice").await;
-    t.send(&other, json!({"action": "resume", "since": 0})).await;
+    t.send(&other, json!({"action": "resume", "since": 0}))
+        .await;
     assert_eq!(t.next(&other).await["event"], "resume:done");
 
     for _ in 0..2 {
-        let r = t.as_user("alice", Method::GET, "/events?since=0", None).await;
+        let r = t
+            .as_user("alice", Method::GET, "/events?since=0", None)
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     }
-    let r = t.as_user("alice", Method::GET, "/events?since=0", None).await;
+    let r = t
+        .as_user("alice", Method::GET, "/events?since=0", None)
+        .await;
     assert_refused(&r, "event pages", 60);
 }

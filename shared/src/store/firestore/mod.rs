@@ -29,8 +29,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::{
-    CollectionPath, DocPath, Document, DocumentStore, Fields, Precondition, StoreError, Version,
-    Write,
+    CollectionPath, DocPath, Document, DocumentStore, Fields, Listing, Precondition, StoreError,
+    Version, Write,
 };
 use crate::config::{ConfigError, FirestoreConfig};
 use crate::google::GoogleTokenSource;
@@ -452,6 +452,51 @@ impl DocumentStore for FirestoreStore {
         Ok(found.into_iter().map(|(_, doc)| doc).collect())
     }
 
+    async fn list_page(
+        &self,
+        listing: &Listing,
+        after: Option<&DocPath>,
+        limit: usize,
+    ) -> Result<Vec<(DocPath, Document)>, StoreError> {
+        let (parent, collection_id, all_descendants) = match listing {
+            Listing::Collection(collection) => {
+                let (parent, id) = collection
+                    .as_str()
+                    .rsplit_once('/')
+                    .unwrap_or(("", collection.as_str()));
+                (parent.to_owned(), id, false)
+            }
+            Listing::Descendants {
+                parent,
+                collection_id,
+            } => (parent.as_str().to_owned(), *collection_id, true),
+        };
+        let url = if parent.is_empty() {
+            format!("{}:runQuery", self.documents_url)
+        } else {
+            format!("{}:runQuery", self.doc_url(&parent))
+        };
+        // Ordered by name, the order with no index to declare (also for collection groups).
+        let mut query = json!({
+            "structuredQuery": {
+                "from": [{ "collectionId": collection_id, "allDescendants": all_descendants }],
+                "orderBy": [{ "field": { "fieldPath": "__name__" }, "direction": "ASCENDING" }],
+                "limit": limit.clamp(1, i32::MAX as usize),
+            }
+        });
+        if let Some(after) = after {
+            query["structuredQuery"]["startAt"] = json!({
+                "values": [{ "referenceValue": self.doc_name(after) }],
+                "before": false,
+            });
+        }
+        let found = self
+            .run_query(&url, &query)
+            .await
+            .map_err(|f| read_failed("query", &parent, f))?;
+        Ok(self.with_paths(found))
+    }
+
     async fn find_in_group(
         &self,
         collection_id: &str,
@@ -470,13 +515,7 @@ impl DocumentStore for FirestoreStore {
             .group_query(&url, collection_id, Some(filter))
             .await
             .map_err(|f| read_failed("query", collection_id, f))?;
-        Ok(found
-            .into_iter()
-            .filter_map(|(name, doc)| {
-                let path = name.strip_prefix(&format!("{}/", self.documents_name))?;
-                Some((DocPath::parse(path)?, doc))
-            })
-            .collect())
+        Ok(self.with_paths(found))
     }
 
     async fn create(&self, path: &DocPath, fields: Fields) -> Result<Document, StoreError> {
@@ -611,8 +650,17 @@ impl FirestoreStore {
         if let Some(filter) = filter {
             query["structuredQuery"]["where"] = filter;
         }
+        self.run_query(url, &query).await
+    }
+
+    /// Runs one structured query; the documents it found, with their full names.
+    async fn run_query(
+        &self,
+        url: &str,
+        query: &Value,
+    ) -> Result<Vec<(String, Document)>, Failure> {
         let answer = self
-            .with_retries(true, || self.call(self.http.post(url).json(&query)))
+            .with_retries(true, || self.call(self.http.post(url).json(query)))
             .await
             .result?;
         // A stream of results, each with a `document` except the bookkeeping ones.
@@ -637,6 +685,16 @@ impl FirestoreStore {
 }
 
 impl FirestoreStore {
+    /// Found documents with their paths (names outside this database, or not built of ids,
+    /// cannot be ours and are passed over).
+    fn with_paths(&self, found: Vec<(String, Document)>) -> Vec<(DocPath, Document)> {
+        let root = format!("{}/", self.documents_name);
+        found
+            .into_iter()
+            .filter_map(|(name, doc)| Some((DocPath::parse(name.strip_prefix(&root)?)?, doc)))
+            .collect()
+    }
+
     fn encode_write(&self, write: &Write) -> Value {
         let condition_of = |p: &Precondition| match p {
             Precondition::Exists => Some(json!({ "exists": true })),

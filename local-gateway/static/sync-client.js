@@ -1,11 +1,11 @@
 /**
  * sync-client.js: the browser side of the real-time sync backend (docs/api.md, docs/client.md).
  *
- * Bootstrap once with `POST /auth/login` ({user, businesses, products, seq}), then keep the
- * state current from pushed WebSocket frames only: no polling. Every data frame is applied as
- * soon as it arrives; convergence comes from versions, not from order: each document and each
- * field carries the Firestore `updateTime` of the write that set it, and a write only wins over
- * an older one (per-field last-writer-wins). Deleted ids are remembered (tombstones); updates of
+ * Bootstrap once with `POST /auth/login` ({user, businesses, products, seq}, in several
+ * answers when large), then keep the state current from pushed WebSocket frames only: no
+ * polling. Every data frame is applied as soon as it arrives; convergence comes from versions,
+ * not from order: each document and each field carries the Firestore `updateTime` of the write
+ * that set it, and a write only wins over an older one (per-field last-writer-wins). Deleted ids are remembered (tombstones); updates of
  * a document not known yet are held out of sight until the document arrives. `seq` is only
  * bookkeeping: a mark below which everything was received, a gap timer, and `resume` to fetch
  * what is missing. The socket reconnects with exponential backoff and jitter, pings every
@@ -414,11 +414,19 @@ export function createSyncClient(o) {
 
   /**
    * `POST /auth/login`: the state is replaced by the snapshot (tombstones kept, held partials
-   * dropped), the mark becomes the snapshot's seq and the received set is cleared.
+   * dropped), the mark becomes the snapshot's seq and the received set is cleared. A large
+   * state comes in several answers: each `next` is passed back until there is none.
    */
   async function login() {
-    const snap = await request('POST', '/auth/login', {});
-    model = snapshotModel(model, snap || {});
+    const snap = (await request('POST', '/auth/login', {})) || {};
+    const whole = { ...snap, businesses: [...(snap.businesses || [])], products: [...(snap.products || [])] };
+    for (let next = snap.next; next; ) {
+      const more = (await request('POST', '/auth/login', { after: next })) || {};
+      whole.businesses.push(...(more.businesses || []));
+      whole.products.push(...(more.products || []));
+      next = more.next;
+    }
+    model = snapshotModel(model, whole);
     mark = Number(snap && snap.seq) || 0;
     received.clear();
     clearTimer('gap');

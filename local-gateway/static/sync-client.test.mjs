@@ -436,6 +436,25 @@ test('login bootstraps; connect resumes from the snapshot seq and goes live', as
   assert.deepEqual(t.statuses, ['connecting', 'live']);
 });
 
+test('a large state comes in several login answers, each next passed back', async () => {
+  const p2 = { ...prod, id: 'p2', name: 'Rolls' };
+  const b2 = { ...biz, id: 'b2', name: 'Florist' };
+  const answers = [
+    { user, businesses: [biz], products: [], seq: 7, next: 'businesses:b1' },
+    { businesses: [b2], products: [prod], next: 'products:b1/p1' },
+    { businesses: [], products: [p2], next: null },
+  ];
+  const t = setup({
+    routes: { 'POST /auth/login': () => [200, answers.shift()] },
+  });
+  const state = await t.client.login();
+  assert.deepEqual(Object.keys(state.businesses).sort(), ['b1', 'b2']);
+  assert.deepEqual(Object.keys(state.products).sort(), ['p1', 'p2']);
+  assert.equal(state.user.uid, 'alice');
+  assert.equal(t.client.lastSeq, 7, 'the first answer has the seq');
+  assert.deepEqual(t.calls.map((c) => c.body), [{}, { after: 'businesses:b1' }, { after: 'products:b1/p1' }]);
+});
+
 test('frames apply on arrival; duplicates are ignored; the mark advances over what was received', async () => {
   const t = setup({ seq: 10 });
   await t.live();

@@ -15,13 +15,10 @@ use crate::ids::{BusinessId, ProductId, Uid};
 use crate::images::{Image, ObjectName};
 use crate::limits::{self, Budget};
 use crate::registry::RegistryError;
-use crate::store::{CollectionPath, DocPath, Document, Fields, StoreError};
+use crate::store::{CollectionPath, DocPath, Document, Fields, Listing, StoreError};
 
 /// Most events `GET /events` returns in one page.
 pub const MAX_EVENTS_PAGE: usize = 500;
-/// Most bytes of events `GET /events` returns in one page, well inside Lambda's 6 MB
-/// response limit.
-pub const MAX_EVENTS_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 impl From<RegistryError> for AppError {
     fn from(err: RegistryError) -> Self {
@@ -68,26 +65,200 @@ fn by_created_at(mut docs: Vec<Document>) -> Vec<Value> {
     docs.iter().map(Document::to_json).collect()
 }
 
-/// `POST /auth/login`: the user's whole state and the `seq` to resume from, creating
-/// `users/{uid}` from the token's claims on first login.
-pub async fn login(app: &App, who: &Principal) -> Result<Value, AppError> {
+/// The most bytes of documents or events one answer carries, counted as Lambda carries
+/// them (the JSON body escaped inside the response envelope, which Lambda refuses past
+/// 6 MB), leaving room for the rest of the answer.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// Documents read per store query while an answer is filled.
+const FILL_PAGE: usize = 100;
+
+/// What `json` (a serialized value) adds to an answer as Lambda carries it: escaped once
+/// more inside the response envelope.
+pub fn carried_bytes(json: &str) -> usize {
+    json.len() + json.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
+}
+
+/// `POST /auth/login`: the user's state and the `seq` to resume from, creating `users/{uid}`
+/// from the token's claims on first login. The businesses, then the products, come in
+/// answers of at most [`MAX_ANSWER_BYTES`]: `next`, when not null, is passed back as
+/// `{"after": next}` for the rest (without `user` and `seq`, which the first answer has).
+pub async fn login(app: &App, who: &Principal, after: Option<&str>) -> Result<Value, AppError> {
     let uid = who.uid();
+    if let Some(after) = after {
+        let start = BootstrapCursor::parse(uid, after)?;
+        let mut budget = MAX_ANSWER_BYTES;
+        let part = bootstrap_part(app, uid, start, &mut budget).await?;
+        return Ok(part.to_json());
+    }
     // The mark is read before the data: every event after it is replayed on resume (those
     // the data already has are harmless: clients compare versions), and it stays below every
     // write still in flight, whose commit may land after the data is read.
     let seq = bootstrap_mark(app, uid).await?;
-    let (businesses_path, user_path) = (CollectionPath::businesses(uid), DocPath::user(uid));
-    let (user, businesses, products) = tokio::join!(
-        get_or_create_user(app, who),
-        app.store()?.list(&businesses_path),
-        app.store()?.list_descendants(&user_path, "products"),
-    );
-    Ok(json!({
-        "user": user?.to_json(),
-        "businesses": by_created_at(businesses.map_err(|e| store_error(e, "businesses"))?),
-        "products": by_created_at(products.map_err(|e| store_error(e, "products"))?),
-        "seq": seq,
-    }))
+    let (user, part) = tokio::join!(get_or_create_user(app, who), async {
+        let mut budget = MAX_ANSWER_BYTES;
+        bootstrap_part(app, uid, BootstrapCursor::Businesses(None), &mut budget).await
+    });
+    let mut answer = part?.to_json();
+    answer["user"] = user?.to_json();
+    answer["seq"] = json!(seq);
+    Ok(answer)
+}
+
+/// Where a bootstrap answer starts: after this business, or after this product.
+#[derive(Clone, Debug, PartialEq)]
+enum BootstrapCursor {
+    Businesses(Option<DocPath>),
+    Products(Option<DocPath>),
+}
+
+impl BootstrapCursor {
+    /// `businesses[:<businessId>]` or `products[:<businessId>/<productId>]`, ids checked.
+    fn parse(uid: &Uid, raw: &str) -> Result<Self, AppError> {
+        let bad = || AppError::BadRequest("field `after` is not a `next` this API gave".into());
+        let (phase, position) = raw
+            .split_once(':')
+            .map_or((raw, None), |(p, r)| (p, Some(r)));
+        match (phase, position) {
+            ("businesses", None) => Ok(Self::Businesses(None)),
+            ("businesses", Some(business)) => {
+                let business = BusinessId::parse(business).map_err(|_| bad())?;
+                Ok(Self::Businesses(Some(DocPath::business(uid, &business))))
+            }
+            ("products", None) => Ok(Self::Products(None)),
+            ("products", Some(ids)) => {
+                let (business, product) = ids.split_once('/').ok_or_else(bad)?;
+                let business = BusinessId::parse(business).map_err(|_| bad())?;
+                let product = ProductId::parse(product).map_err(|_| bad())?;
+                Ok(Self::Products(Some(DocPath::product(
+                    uid, &business, &product,
+                ))))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    fn token(&self) -> String {
+        match self {
+            Self::Businesses(None) => "businesses".into(),
+            Self::Businesses(Some(path)) => format!("businesses:{}", path.id()),
+            Self::Products(None) => "products".into(),
+            Self::Products(Some(path)) => {
+                let business = path.parent().map(|b| b.id().to_owned()).unwrap_or_default();
+                format!("products:{business}/{}", path.id())
+            }
+        }
+    }
+}
+
+/// One bootstrap answer's documents and where the next one starts.
+struct BootstrapPart {
+    businesses: Vec<Document>,
+    products: Vec<Document>,
+    next: Option<BootstrapCursor>,
+}
+
+impl BootstrapPart {
+    fn to_json(&self) -> Value {
+        json!({
+            "businesses": by_created_at(self.businesses.clone()),
+            "products": by_created_at(self.products.clone()),
+            "next": self.next.as_ref().map(BootstrapCursor::token),
+        })
+    }
+}
+
+/// The businesses, then the products, of `uid` from `start`, as many as `budget` holds.
+async fn bootstrap_part(
+    app: &App,
+    uid: &Uid,
+    start: BootstrapCursor,
+    budget: &mut usize,
+) -> Result<BootstrapPart, AppError> {
+    let businesses = Listing::Collection(CollectionPath::businesses(uid));
+    let products = Listing::Descendants {
+        parent: DocPath::user(uid),
+        collection_id: "products",
+    };
+    let mut part = BootstrapPart {
+        businesses: Vec::new(),
+        products: Vec::new(),
+        next: None,
+    };
+    let from_product = match start {
+        BootstrapCursor::Businesses(after) => {
+            // Both first pages at once: most users' whole state is one round trip.
+            let store = app.store()?;
+            let (first_businesses, first_products) = tokio::join!(
+                store.list_page(&businesses, after.as_ref(), FILL_PAGE),
+                store.list_page(&products, None, FILL_PAGE),
+            );
+            let first = first_businesses.map_err(|e| store_error(e, "businesses"))?;
+            let filled = fill(app, &businesses, after, first, budget).await?;
+            part.businesses = filled.docs;
+            if let Some(rest) = filled.rest {
+                part.next = Some(BootstrapCursor::Businesses(rest));
+                return Ok(part);
+            }
+            let first = first_products.map_err(|e| store_error(e, "products"))?;
+            let filled = fill(app, &products, None, first, budget).await?;
+            part.products = filled.docs;
+            part.next = filled.rest.map(BootstrapCursor::Products);
+            return Ok(part);
+        }
+        BootstrapCursor::Products(after) => after,
+    };
+    let first = app
+        .store()?
+        .list_page(&products, from_product.as_ref(), FILL_PAGE)
+        .await
+        .map_err(|e| store_error(e, "products"))?;
+    let filled = fill(app, &products, from_product, first, budget).await?;
+    part.products = filled.docs;
+    part.next = filled.rest.map(BootstrapCursor::Products);
+    Ok(part)
+}
+
+/// Documents of a listing that fit an answer, and where the rest starts (after this
+/// document; `Some(None)`: from the start), when some are left.
+struct Filled {
+    docs: Vec<Document>,
+    rest: Option<Option<DocPath>>,
+}
+
+/// Takes documents of `listing` from `page` (read after `after`), reading further pages,
+/// while `budget` holds them.
+async fn fill(
+    app: &App,
+    listing: &Listing,
+    mut after: Option<DocPath>,
+    mut page: Vec<(DocPath, Document)>,
+    budget: &mut usize,
+) -> Result<Filled, AppError> {
+    let mut docs = Vec::new();
+    loop {
+        let last_page = page.len() < FILL_PAGE;
+        for (path, doc) in page {
+            // The separator and the version the answer adds to each document.
+            let bytes = carried_bytes(&doc.to_json().to_string()) + 1;
+            if bytes > *budget {
+                return Ok(Filled {
+                    docs,
+                    rest: Some(after),
+                });
+            }
+            *budget -= bytes;
+            docs.push(doc);
+            after = Some(path);
+        }
+        if last_page {
+            return Ok(Filled { docs, rest: None });
+        }
+        page = app
+            .store()?
+            .list_page(listing, after.as_ref(), FILL_PAGE)
+            .await
+            .map_err(|e| store_error(e, "documents"))?;
+    }
 }
 
 /// Entries read per page while looking for the bootstrap mark.
@@ -498,13 +669,14 @@ pub async fn list_events(
     let mut cut = false;
     for event in &replayed.events {
         let frame = events::event_frame(event);
-        if bytes + frame.len() > MAX_EVENTS_PAGE_BYTES && !frames.is_empty() {
+        let size = carried_bytes(&frame) + 1;
+        if bytes + size > MAX_ANSWER_BYTES && !frames.is_empty() {
             // The next page starts right before this event.
             mark = event.seq - 1;
             cut = true;
             break;
         }
-        bytes += frame.len();
+        bytes += size;
         frames.push(
             serde_json::from_str::<Value>(&frame)
                 .map_err(|e| AppError::internal("event frame", e))?,

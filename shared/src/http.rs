@@ -248,6 +248,22 @@ fn json_body(req: &ApiRequest) -> Result<serde_json::Map<String, Value>, AppErro
     domain::parse_object(&req.body)
 }
 
+/// The body of `POST /auth/login`: none (or `{}`) for the first answer, the `next` of the
+/// previous one for the rest.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+impl LoginRequest {
+    fn parse(body: serde_json::Map<String, Value>) -> Result<Self, AppError> {
+        serde_json::from_value(Value::Object(body))
+            .map_err(|e| AppError::BadRequest(format!("login body: {e}")))
+    }
+}
+
 fn query_u64(req: &ApiRequest, name: &str, default: u64) -> Result<u64, AppError> {
     match req.query.get(name) {
         None => Ok(default),
@@ -261,8 +277,15 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
     use StatusCode as S;
     match route {
         Route::Login => {
+            // No body: the first answer; `{"after": next}`: the rest of the bootstrap.
+            let after = if req.body.is_empty() {
+                None
+            } else {
+                Some(LoginRequest::parse(json_body(req)?)?)
+            };
             let who = app.auth.authenticate(&req.headers).await?;
-            Ok((S::OK, handlers::login(app, &who).await?))
+            let after = after.and_then(|r| r.after);
+            Ok((S::OK, handlers::login(app, &who, after.as_deref()).await?))
         }
         Route::ListBusinesses => {
             let who = app.auth.authenticate(&req.headers).await?;

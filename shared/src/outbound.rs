@@ -42,18 +42,6 @@ pub fn describe(err: &reqwest::Error) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percent_encoding_escapes_reserved_characters() {
-        assert_eq!(percent_encode("a.b-c_d~e"), "a.b-c_d~e");
-        assert_eq!(percent_encode("a b+/="), "a%20b%2B%2F%3D");
-        assert_eq!(percent_encode("urn:x"), "urn%3Ax");
-    }
-}
-
 /// Whether `host` (an address, or a URL's host) is this machine only.
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -69,4 +57,16 @@ pub fn is_loopback_url(url: &str) -> bool {
         .ok()
         .and_then(|u| u.host_str().map(is_loopback_host))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_encoding_escapes_reserved_characters() {
+        assert_eq!(percent_encode("a.b-c_d~e"), "a.b-c_d~e");
+        assert_eq!(percent_encode("a b+/="), "a%20b%2B%2F%3D");
+        assert_eq!(percent_encode("urn:x"), "urn%3Ax");
+    }
 }

@@ -552,6 +552,42 @@ async fn keys_are_refetched_when_max_age_runs_out() {
 }
 
 #[tokio::test]
+async fn stale_keys_verify_while_fetching_fails_until_the_grace_runs_out() {
+    let server = KeyServer::start(&[&KEY_1], "public, max-age=1").await;
+    let auth = server
+        .authenticator()
+        .with_stale_keys_grace(Duration::from_secs(2));
+    let token = sign(&KEY_1, &claims());
+    auth.verify_id_token(&token).await.unwrap();
+    server.with_state(|s| s.fail = true);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Expired, fetching fails: the cached keys still verify, and the failing endpoint is
+    // not asked again on every request.
+    for _ in 0..3 {
+        auth.verify_id_token(&token)
+            .await
+            .expect("stale keys within the grace");
+    }
+    assert_eq!(server.fetches(), 2, "one failed refetch");
+    let forged = sign(&KEY_2, &claims());
+    let err = auth
+        .verify_id_token(&forged)
+        .await
+        .expect_err("unknown key");
+    assert_eq!(err.status(), 401);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let err = auth
+        .verify_id_token(&token)
+        .await
+        .expect_err("past the grace");
+    assert_eq!(err.status(), 500, "{err}");
+    server.with_state(|s| s.fail = false);
+    auth.verify_id_token(&token)
+        .await
+        .expect("fresh keys once fetching works again");
+}
+
+#[tokio::test]
 async fn concurrent_first_requests_share_one_fetch() {
     let server = KeyServer::start(&[&KEY_1], GOOGLE_CACHE).await;
     server.with_state(|s| s.delay = Duration::from_millis(200));

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use adsync::store::memory::MemoryStore;
 use adsync::store::{
-    CollectionPath, Listing, DocPath, Document, DocumentStore, Fields, Precondition, StoreError, Write,
+    CollectionPath, DocPath, Document, DocumentStore, Fields, Listing, Precondition, StoreError,
+    Write,
 };
 use serde_json::json;
 use support::{business, fields, product, uid};

@@ -240,21 +240,41 @@ impl SyncClient {
         self.mark
     }
 
-    /// `POST /auth/login`: the state from the snapshot, the mark from its `seq`.
+    /// `POST /auth/login`: the state from the snapshot (following `next` to its end), the
+    /// mark from its `seq`.
     pub async fn login(&mut self) {
-        let snap: Value = self
+        let mut snap = self.login_answer(None).await;
+        let mut next = snap["next"].as_str().map(str::to_owned);
+        while let Some(after) = next {
+            let more = self.login_answer(Some(&after)).await;
+            for list in ["businesses", "products"] {
+                let items = more[list].as_array().cloned().unwrap_or_default();
+                if let Some(all) = snap[list].as_array_mut() {
+                    all.extend(items);
+                }
+            }
+            next = more["next"].as_str().map(str::to_owned);
+        }
+        self.model.snapshot(&snap);
+        self.mark = snap["seq"].as_u64().expect("a seq");
+        self.seen.clear();
+    }
+
+    async fn login_answer(&self, after: Option<&str>) -> Value {
+        let mut request = self
             .http
             .post(format!("{}/auth/login", self.base))
-            .bearer_auth(&self.token)
+            .bearer_auth(&self.token);
+        if let Some(after) = after {
+            request = request.json(&serde_json::json!({ "after": after }));
+        }
+        request
             .send()
             .await
             .expect("login")
             .json()
             .await
-            .expect("login JSON");
-        self.model.snapshot(&snap);
-        self.mark = snap["seq"].as_u64().expect("a seq");
-        self.seen.clear();
+            .expect("login JSON")
     }
 
     /// Opens the socket and asks for what was missed since the mark.

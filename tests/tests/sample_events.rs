@@ -535,3 +535,31 @@ fn the_n8n_workflow_is_well_formed_and_calls_the_backend_as_it_expects() {
     ai_calls.sort();
     assert_eq!(ai_calls, ["/chat/completions", "/images/generations"]);
 }
+
+/// Lambda's limit on a synchronous invocation's event, in bytes.
+const LAMBDA_EVENT_LIMIT: usize = 6 * 1024 * 1024;
+
+#[test]
+fn the_largest_upload_fits_a_lambda_event_with_room_for_the_headers() {
+    use base64::Engine;
+    let mut event = sample_events()
+        .remove("products-upload-image")
+        .expect("the upload sample event");
+    let image = vec![0xAB_u8; adsync::images::MAX_UPLOAD_BYTES];
+    event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&image));
+    event["isBase64Encoded"] = json!(true);
+    // A browser's headers, an ID token of the largest size Firebase issues, and more.
+    let headers = event["headers"].as_object_mut().expect("headers");
+    headers.insert(
+        "authorization".into(),
+        json!(format!("Bearer {}", "t".repeat(4096))),
+    );
+    headers.insert("cookie".into(), json!("c".repeat(8192)));
+    headers.insert("user-agent".into(), json!("u".repeat(512)));
+    let size = serde_json::to_vec(&event).expect("event JSON").len();
+    assert!(
+        size + 64 * 1024 < LAMBDA_EVENT_LIMIT,
+        "a {}-byte upload makes a {size}-byte event",
+        adsync::images::MAX_UPLOAD_BYTES
+    );
+}

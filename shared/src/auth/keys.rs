@@ -25,12 +25,19 @@ const DEFAULT_KEY_CACHE: Duration = Duration::from_secs(60);
 /// told not to cache, the ceiling bounds how long a mistaken `max-age` can pin old keys.
 const MIN_KEY_CACHE: Duration = Duration::from_secs(1);
 const MAX_KEY_CACHE: Duration = Duration::from_secs(24 * 3600);
+/// How long past their lifetime cached keys still verify tokens while fetching new ones
+/// fails (stale-if-error): an outage of Google's key endpoint does not lock every user out,
+/// and keys Google withdrew stop working within this bound.
+pub const STALE_KEYS_GRACE: Duration = Duration::from_secs(3600);
+/// While serving stale keys, how long to wait after a failed fetch before trying again.
+const RETRY_AFTER_FAILED_FETCH: Duration = Duration::from_secs(10);
 
 /// The key cache of one authenticator.
 pub(super) struct GoogleKeys {
     jwks_url: String,
     http: reqwest::Client,
     kid_refetch_interval: Duration,
+    stale_grace: Duration,
     /// Short critical sections only; never held across an `.await`.
     state: Mutex<KeyState>,
     /// Held while a key fetch is in flight, so concurrent callers share one fetch.
@@ -48,6 +55,8 @@ struct KeyState {
     last_error: Option<String>,
     /// When an unknown `kid` last caused a refetch (the rate limit).
     last_kid_refetch: Option<Instant>,
+    /// When the last attempt failed, if it did.
+    failed_at: Option<Instant>,
 }
 
 struct KeySet {
@@ -58,6 +67,11 @@ struct KeySet {
 impl KeySet {
     fn is_fresh(&self, now: Instant) -> bool {
         now < self.fresh_until
+    }
+
+    /// Still usable, when no fresh set can be had.
+    fn is_within_grace(&self, now: Instant, grace: Duration) -> bool {
+        now < self.fresh_until + grace
     }
 }
 
@@ -77,6 +91,7 @@ impl GoogleKeys {
             jwks_url,
             http,
             kid_refetch_interval: DEFAULT_KID_REFETCH_INTERVAL,
+            stale_grace: STALE_KEYS_GRACE,
             state: Mutex::new(KeyState::default()),
             fetch_lock: tokio::sync::Mutex::new(()),
         }
@@ -84,6 +99,10 @@ impl GoogleKeys {
 
     pub(super) fn set_kid_refetch_interval(&mut self, interval: Duration) {
         self.kid_refetch_interval = interval;
+    }
+
+    pub(super) fn set_stale_grace(&mut self, grace: Duration) {
+        self.stale_grace = grace;
     }
 
     /// Fetches the keys unless fresh ones are cached; a failure is logged, never returned.
@@ -124,7 +143,17 @@ impl GoogleKeys {
                     state.last_kid_refetch = Some(now);
                     (state.attempts, true)
                 }
-                None => (state.attempts, false),
+                None => {
+                    // Stale keys within their grace, right after a failed fetch: used as
+                    // they are, rather than sending every request to a failing endpoint.
+                    let failed_recently = state
+                        .failed_at
+                        .is_some_and(|t| now.duration_since(t) < RETRY_AFTER_FAILED_FETCH);
+                    if failed_recently && let Some(stale) = self.within_grace(&state, now) {
+                        return stale.keys.get(kid).cloned().ok_or_else(unknown_kid);
+                    }
+                    (state.attempts, false)
+                }
             }
         };
         match self.refresh(seen).await {
@@ -133,8 +162,20 @@ impl GoogleKeys {
             // for key rotation, and its failure (logged in `refresh`) does not make the
             // token any more valid.
             Err(_) if cache_was_fresh => Err(unknown_kid()),
-            Err(err) => Err(err),
+            Err(err) => match self.within_grace(&lock(&self.state), Instant::now()) {
+                Some(stale) => stale.keys.get(kid).cloned().ok_or_else(unknown_kid),
+                None => Err(err),
+            },
         }
+    }
+
+    /// The last key set fetched, if it is stale by less than the grace.
+    fn within_grace(&self, state: &KeyState, now: Instant) -> Option<Arc<KeySet>> {
+        state
+            .current
+            .as_ref()
+            .filter(|keys| keys.is_within_grace(now, self.stale_grace))
+            .cloned()
     }
 
     /// Fetches the key set, unless another caller finished a fetch since we saw `seen`
@@ -159,11 +200,13 @@ impl GoogleKeys {
                 let keys = Arc::new(keys);
                 state.current = Some(keys.clone());
                 state.last_error = None;
+                state.failed_at = None;
                 Ok(keys)
             }
             Err(err) => {
                 tracing::warn!(error = %err, "fetching Firebase signing keys failed");
                 state.last_error = Some(err.clone());
+                state.failed_at = Some(Instant::now());
                 Err(AppError::Internal(err))
             }
         }

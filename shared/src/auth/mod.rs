@@ -32,6 +32,8 @@ use crate::ids::Uid;
 
 mod emulator;
 mod keys;
+
+pub use keys::STALE_KEYS_GRACE;
 mod service;
 
 pub use emulator::emulator_token;
@@ -157,6 +159,13 @@ impl Authenticator {
     /// Overrides how often an unknown `kid` may trigger a refetch (default 30 s).
     pub fn with_kid_refetch_interval(mut self, interval: Duration) -> Self {
         self.keys.set_kid_refetch_interval(interval);
+        self
+    }
+
+    /// Overrides how long stale keys still verify tokens while fetching fails (default
+    /// [`STALE_KEYS_GRACE`]).
+    pub fn with_stale_keys_grace(mut self, grace: Duration) -> Self {
+        self.keys.set_stale_grace(grace);
         self
     }
 

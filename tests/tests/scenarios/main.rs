@@ -8,5 +8,6 @@
 mod generate;
 mod limits;
 mod rest;
+mod security;
 mod upload;
 mod websocket;

@@ -14,8 +14,8 @@ on_both_transports!(
     a_service_may_store_the_generated_image,
 );
 
-/// One byte over the 5 MB limit.
-const TOO_BIG: usize = 5 * 1024 * 1024 + 1;
+/// One byte over the upload limit.
+const TOO_BIG: usize = adsync::images::MAX_UPLOAD_BYTES + 1;
 
 async fn uploads_are_checked_by_their_bytes_stored_and_announced(kind: Kind) {
     let t = kind.start(Setup::default()).await;

@@ -1,0 +1,273 @@
+//! Raising the log level never logs a secret: the functions that receive ID tokens (the
+//! `Authorization` header, `?token=`, `Sec-WebSocket-Protocol`, the `auth` action) and the
+//! service key run as Lambda runs them, at `RUST_LOG=trace`, and their whole output is
+//! searched for those values. `lambda_runtime` logs each raw event at TRACE; the telemetry
+//! caps it.
+//!
+//! The function binaries come from `FUNCTION_BIN_DIR` (`scripts/test` builds them); the
+//! Lambda Runtime API is emulated here.
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use integration_tests::ManagementRecorder;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+/// The service key the broadcast sample event carries.
+const SERVICE_KEY: &str = "local-service-key";
+
+/// The Runtime API: hands out queued events, collects what the function answers.
+#[derive(Clone, Default)]
+struct Runtime {
+    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
+    answers: Arc<Mutex<Vec<(String, Value)>>>,
+    answered: Arc<Notify>,
+}
+
+async fn next(State(rt): State<Runtime>) -> Response {
+    let Some((id, event)) = rt.queue.lock().unwrap().pop_front() else {
+        // Nothing more to run: hold the request, as Lambda freezes an idle function.
+        std::future::pending::<()>().await;
+        unreachable!();
+    };
+    let deadline = chrono::Utc::now().timestamp_millis() + 10_000;
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        headers.insert(name, HeaderValue::from_str(&value).unwrap());
+    };
+    set("lambda-runtime-aws-request-id", id);
+    set("lambda-runtime-deadline-ms", deadline.to_string());
+    set(
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:us-east-1:123456789012:function:trace".into(),
+    );
+    set(
+        "lambda-runtime-trace-id",
+        "Root=1-5e1b4151-5ac6c58f5b5daa6532e4f1f6".into(),
+    );
+    (headers, Json(event)).into_response()
+}
+
+async fn answer(
+    State(rt): State<Runtime>,
+    Path((id, kind)): Path<(String, String)>,
+    body: String,
+) -> StatusCode {
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    rt.answers
+        .lock()
+        .unwrap()
+        .push((format!("{kind} {id}"), value));
+    rt.answered.notify_waiters();
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(rt): State<Runtime>, body: String) -> StatusCode {
+    rt.answers
+        .lock()
+        .unwrap()
+        .push(("init error".into(), Value::String(body)));
+    rt.answered.notify_waiters();
+    StatusCode::ACCEPTED
+}
+
+impl Runtime {
+    async fn serve(&self) -> String {
+        let router = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(answer))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr.to_string()
+    }
+
+    /// Waits until `n` answers came; all of them.
+    async fn answers(&self, n: usize) -> Vec<(String, Value)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let notified = self.answered.notified();
+            {
+                let answers = self.answers.lock().unwrap();
+                if answers.len() >= n {
+                    return answers.clone();
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.answers.lock().unwrap().clone();
+            }
+        }
+    }
+}
+
+fn sample_event(name: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{ROOT}/events/{name}.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Runs the function `binary` on `events` at TRACE; its answers and its whole output.
+async fn run_at_trace(binary: &str, events: &[Value]) -> (Vec<(String, Value)>, String) {
+    let Ok(dir) = std::env::var("FUNCTION_BIN_DIR") else {
+        panic!(
+            "FUNCTION_BIN_DIR is not set: run scripts/test, or build the functions with \
+             `cargo build -p auth-login -p broadcast -p ws-connect -p ws-default` and set it \
+             to target/debug"
+        );
+    };
+    let path = std::path::Path::new(&dir).join(binary);
+    assert!(
+        path.exists(),
+        "{} is missing: cargo build -p {binary}",
+        path.display()
+    );
+    let required = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test"))
+    };
+    let table = format!(
+        "trace-{}",
+        adsync::ids::Uid::generate().as_str().to_lowercase()
+    );
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::new()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .endpoint_url(required("DYNAMODB_ENDPOINT"))
+            .build(),
+    );
+    local_gateway::tables::create_table(&dynamodb, &table)
+        .await
+        .unwrap();
+    let management = ManagementRecorder::start().await;
+
+    let runtime = Runtime::default();
+    for (i, event) in events.iter().enumerate() {
+        runtime
+            .queue
+            .lock()
+            .unwrap()
+            .push_back((format!("request-{i}"), event.clone()));
+    }
+    let api = runtime.serve().await;
+    let child = tokio::process::Command::new(&path)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        // Emulator tokens, as under `sam local`.
+        .env("AWS_SAM_LOCAL", "true")
+        .env("AUTH_MODE", "emulator")
+        .env("FIREBASE_PROJECT_ID", "demo-ads")
+        .env(
+            "FIRESTORE_EMULATOR_HOST",
+            required("FIRESTORE_EMULATOR_HOST"),
+        )
+        .env("DYNAMODB_ENDPOINT", required("DYNAMODB_ENDPOINT"))
+        .env("CONNECTIONS_TABLE", &table)
+        .env("WEBSOCKET_MANAGEMENT_URL", &management.url)
+        .env("SERVICE_KEY", SERVICE_KEY)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", path.display()));
+    // Read as it comes: a full pipe would block the function's logging, and the function.
+    let mut child = child;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let answers = runtime.answers(events.len()).await;
+    // Idle now, waiting for the next event: stopping it ends its output.
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&stdout.await.unwrap()),
+        String::from_utf8_lossy(&stderr.await.unwrap())
+    );
+    (answers, text)
+}
+
+/// Everything `pipe` yields until it closes.
+fn drain<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut out = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut out).await;
+        }
+        out
+    })
+}
+
+/// The part of an ID token that makes it one (its claims): found anywhere, it leaked.
+fn token_claims(token: &str) -> &str {
+    token.split('.').nth(1).unwrap()
+}
+
+fn assert_no_secret(function: &str, output: &str, secrets: &[&str]) {
+    assert!(
+        output.lines().count() > 3,
+        "{function} logged at TRACE: {output}"
+    );
+    for secret in secrets {
+        assert!(
+            !output.contains(secret),
+            "{function} logged a secret ({}…) at TRACE:\n{output}",
+            &secret[..12]
+        );
+    }
+}
+
+#[tokio::test]
+async fn functions_at_trace_log_no_token_and_no_service_key() {
+    let login = sample_event("auth-login");
+    let bearer = login["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = bearer.trim_start_matches("Bearer ").to_owned();
+    let claims = token_claims(&token);
+
+    let (answers, output) = run_at_trace("auth-login", &[login]).await;
+    assert_eq!(answers.len(), 1, "{answers:?}\n{output}");
+    assert_eq!(answers[0].1["statusCode"], 200, "{answers:?}");
+    assert_no_secret("auth-login", &output, &[claims]);
+
+    let (answers, output) = run_at_trace("broadcast", &[sample_event("broadcast")]).await;
+    assert_eq!(answers[0].1["statusCode"], 202, "{answers:?}\n{output}");
+    assert_no_secret("broadcast", &output, &[SERVICE_KEY]);
+
+    let connects = [sample_event("ws-connect"), sample_event("ws-connect-query")];
+    let (answers, output) = run_at_trace("ws-connect", &connects).await;
+    assert_eq!(answers.len(), 2, "{answers:?}\n{output}");
+    assert!(
+        answers.iter().all(|(_, a)| a["statusCode"] == 200),
+        "{answers:?}"
+    );
+    assert_no_secret("ws-connect", &output, &[claims]);
+
+    let (answers, output) = run_at_trace("ws-default", &[sample_event("ws-default-auth")]).await;
+    assert_eq!(answers.len(), 1, "{answers:?}\n{output}");
+    assert_no_secret("ws-default", &output, &[claims]);
+}

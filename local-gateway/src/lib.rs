@@ -509,12 +509,14 @@ fn public_base(addr: SocketAddr) -> String {
 fn cors() -> tower_http::cors::CorsLayer {
     use axum::http::{HeaderName, Method};
     let headers = adsync::http::CORS_ALLOWED_HEADERS.map(HeaderName::from_static);
+    let exposed = adsync::http::CORS_EXPOSED_HEADERS.map(HeaderName::from_static);
     let methods = adsync::http::CORS_ALLOWED_METHODS
         .map(|m| Method::from_bytes(m.as_bytes()).unwrap_or(Method::GET));
     tower_http::cors::CorsLayer::new()
         .allow_origin(tower_http::cors::Any)
         .allow_headers(headers)
         .allow_methods(methods)
+        .expose_headers(exposed)
         .max_age(Duration::from_secs(adsync::http::CORS_MAX_AGE_SECS))
 }
 

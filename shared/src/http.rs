@@ -377,12 +377,9 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
 /// What a browser on another origin may send: the CORS policy API Gateway applies when
 /// deployed (`template.yaml`, `CorsConfiguration`) and the local gateway applies itself; a test
 /// keeps the two equal.
-pub const CORS_ALLOWED_HEADERS: [&str; 4] = [
-    "authorization",
-    "content-type",
-    "x-service-key",
-    "x-on-behalf-of",
-];
+pub const CORS_ALLOWED_HEADERS: [&str; 2] = ["authorization", "content-type"];
+/// Response headers a page may read besides the safelisted ones: when to retry a 429 or 503.
+pub const CORS_EXPOSED_HEADERS: [&str; 1] = ["retry-after"];
 pub const CORS_ALLOWED_METHODS: [&str; 5] = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"];
 /// How long a browser may cache a preflight's answer.
 pub const CORS_MAX_AGE_SECS: u64 = 600;

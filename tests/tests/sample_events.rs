@@ -334,6 +334,16 @@ fn api_gateway_allows_the_cors_headers_and_methods_the_local_gateway_does() {
         template_list("MaxAge"),
         [adsync::http::CORS_MAX_AGE_SECS.to_string()]
     );
+    let exposed: Vec<String> = template_list("ExposeHeaders")
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    assert_eq!(exposed, adsync::http::CORS_EXPOSED_HEADERS);
+    // The service key and its X-On-Behalf-Of are for n8n, server to server: no page may
+    // send them.
+    for service_header in ["x-service-key", "x-on-behalf-of"] {
+        assert!(!headers.iter().any(|h| h == service_header), "{headers:?}");
+    }
 }
 
 /// `Timeout:` of each function in `template.yaml` (the Globals value where it has none).
@@ -562,4 +572,91 @@ fn the_largest_upload_fits_a_lambda_event_with_room_for_the_headers() {
         "a {}-byte upload makes a {size}-byte event",
         adsync::images::MAX_UPLOAD_BYTES
     );
+}
+
+/// The lines of `template.yaml` indented under the line `header` (itself included).
+fn template_block(header: &str) -> String {
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).expect("template.yaml");
+    let mut lines = template.lines().skip_while(|l| l.trim_end() != header);
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no `{header}` in template.yaml"));
+    let indent = first.len() - first.trim_start().len();
+    let mut block = vec![first];
+    block.extend(
+        lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent),
+    );
+    block.join("\n")
+}
+
+#[test]
+fn both_apis_log_access_without_tokens() {
+    for stage in ["  HttpApi:", "  WebSocketStage:"] {
+        let block = template_block(stage);
+        let (_, settings) = block
+            .split_once("AccessLogSettings:")
+            .unwrap_or_else(|| panic!("{stage} logs no access"));
+        let format = settings
+            .split_once("Format:")
+            .map(|(_, f)| f.to_ascii_lowercase())
+            .unwrap_or_else(|| panic!("{stage}: no access log format"));
+        assert!(format.contains("$context.requestid"), "{format}");
+        // Tokens travel in `?token=`, the Authorization header and the subprotocol.
+        for revealing in ["$request.", "querystring", "$context.path", "header"] {
+            assert!(!format.contains(revealing), "{stage} logs {revealing}");
+        }
+    }
+}
+
+#[test]
+fn generation_has_its_own_concurrency_and_a_lower_throttle() {
+    let function = template_block("  AiGenerateAdImageFunction:");
+    assert!(
+        function.contains("ReservedConcurrentExecutions: !Ref GenerationConcurrency"),
+        "{function}"
+    );
+    let api = template_block("  HttpApi:");
+    let route = api
+        .split_once("POST /ai/generate-ad-image:")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no route setting for generation: {api}"));
+    assert!(route.contains("ThrottlingRateLimit: !Ref GenerationThrottlingRateLimit"));
+    let default_of = |parameter: &str| -> u64 {
+        template_block(&format!("  {parameter}:"))
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Default:"))
+            .and_then(|v| v.trim().trim_matches('\'').parse().ok())
+            .unwrap_or_else(|| panic!("no default for {parameter}"))
+    };
+    assert!(
+        default_of("GenerationThrottlingRateLimit") < default_of("ApiThrottlingRateLimit")
+            && default_of("GenerationThrottlingBurstLimit") < default_of("ApiThrottlingBurstLimit")
+    );
+}
+
+#[test]
+fn the_deployed_configuration_allows_no_local_origin() {
+    let config = std::fs::read_to_string(format!("{ROOT}/samconfig.toml")).expect("samconfig");
+    let deploy = config
+        .split("[default.deploy.parameters]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a [default.deploy.parameters] table");
+    let origins = deploy
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .trim_matches(['"', ','])
+                .strip_prefix("CorsAllowedOrigins=")
+        })
+        .expect("CorsAllowedOrigins");
+    for origin in origins.split(',') {
+        let url = url::Url::parse(origin.trim())
+            .unwrap_or_else(|e| panic!("{origin}: not an origin ({e})"));
+        assert_eq!(url.scheme(), "https", "{origin}");
+        assert!(
+            !adsync::outbound::is_loopback_url(origin),
+            "a local origin in production: {origin}"
+        );
+    }
 }

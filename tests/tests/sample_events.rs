@@ -660,3 +660,18 @@ fn the_deployed_configuration_allows_no_local_origin() {
         );
     }
 }
+
+#[test]
+fn the_storage_rules_let_one_image_be_fetched_and_none_listed() {
+    let rules = std::fs::read_to_string(format!("{ROOT}/storage.rules")).expect("storage.rules");
+    let grants: Vec<&str> = rules
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("allow "))
+        .collect();
+    assert_eq!(
+        grants,
+        ["allow get: if true;", "allow write: if false;"],
+        "`read` would include `list`"
+    );
+}

@@ -654,15 +654,7 @@ pub async fn list_events(
     let limit = limit.clamp(1, MAX_EVENTS_PAGE);
     limits::spend(app, Budget::EventPages, who.uid().as_str()).await?;
     let page = app.events.after(who.uid(), since, limit).await?;
-    let now = chrono::Utc::now().timestamp_millis();
-    let replayed = replay::replay(
-        since,
-        page.head,
-        &page.entries,
-        page.has_more,
-        now,
-        app.timing.writer_lease,
-    );
+    let replayed = replay::replay_page(since, &page, app.timing.writer_lease);
     let mut frames = Vec::with_capacity(replayed.events.len());
     let mut bytes = 0;
     let mut mark = replayed.mark;

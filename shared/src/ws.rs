@@ -341,15 +341,7 @@ async fn resume(app: &App, id: &ConnectionId, since: u64) {
         send(app, id, &frame).await;
         return;
     }
-    let now = chrono::Utc::now().timestamp_millis();
-    let replayed = replay::replay(
-        since,
-        page.head,
-        &page.entries,
-        page.has_more,
-        now,
-        app.timing.writer_lease,
-    );
+    let replayed = replay::replay_page(since, &page, app.timing.writer_lease);
     if replayed.ending == Ending::Resync {
         let frame = control_frame("resync:required", Some(json!({"seq": head})));
         send(app, id, &frame).await;

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use crate::registry::{Head, LogEntry, RecordedEvent};
+use crate::registry::{Head, LogEntry, LogPage, RecordedEvent};
 
 /// How soon a reader should ask again when a seq it needs is still on its way.
 pub const PENDING_RETRY: Duration = Duration::from_millis(1000);
@@ -51,6 +51,12 @@ fn in_flight(reserved_by_ms: i64, now_ms: i64, settle: Duration) -> bool {
 
 /// The replay of `entries` (the live entries after `since`, oldest first; `has_more` when
 /// the page stopped short) against `head`.
+/// [`replay`] of a page of the log read just now, with `settle` the writer lease.
+pub fn replay_page(since: u64, page: &LogPage, settle: Duration) -> Replay {
+    let now = chrono::Utc::now().timestamp_millis();
+    replay(since, page.head, &page.entries, page.has_more, now, settle)
+}
+
 pub fn replay(
     since: u64,
     head: Head,

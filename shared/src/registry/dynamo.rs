@@ -101,9 +101,26 @@ impl DynamoRegistry {
     ) -> Result<(usize, u64), RegistryError> {
         let now = now_secs();
         let (mut held, mut version) = (0, 0);
+        // "CONN" covers the connection rows ("CONN#…") and the set's version ("CONNSET").
+        for item in self.user_rows(uid, "CONN").await? {
+            if item.get(SK) == Some(&s(CONN_SET_SK)) {
+                version = attr_n(&item, "version")?;
+                continue;
+            }
+            let connection = parse_connection(&item)?;
+            if connection.expires_at > now && &connection.id != except {
+                held += 1;
+            }
+        }
+        Ok((held, version))
+    }
+
+    /// Every row of `uid`'s partition whose sort key starts with `prefix` (strongly
+    /// consistent, all pages).
+    async fn user_rows(&self, uid: &Uid, prefix: &str) -> Result<Vec<Item>, RegistryError> {
+        let mut rows = Vec::new();
         let mut start_key = None;
         loop {
-            // "CONN" covers the connection rows ("CONN#…") and the set's version ("CONNSET").
             let call = self
                 .client
                 .query()
@@ -112,24 +129,15 @@ impl DynamoRegistry {
                 .expression_attribute_names("#pk", PK)
                 .expression_attribute_names("#sk", SK)
                 .expression_attribute_values(":pk", s(user_pk(uid)))
-                .expression_attribute_values(":prefix", s("CONN"))
+                .expression_attribute_values(":prefix", s(prefix))
                 .consistent_read(true)
                 .set_exclusive_start_key(start_key)
                 .send();
             let out = self.run("Query", call).await?;
-            for item in out.items() {
-                if item.get(SK) == Some(&s(CONN_SET_SK)) {
-                    version = attr_n(item, "version")?;
-                    continue;
-                }
-                let connection = parse_connection(item)?;
-                if connection.expires_at > now && &connection.id != except {
-                    held += 1;
-                }
-            }
+            rows.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start_key = Some(key),
-                _ => return Ok((held, version)),
+                _ => return Ok(rows),
             }
         }
     }
@@ -248,32 +256,13 @@ impl ConnectionRegistry for DynamoRegistry {
     async fn of_user(&self, uid: &Uid) -> Result<Vec<Connection>, RegistryError> {
         let now = now_secs();
         let mut connections = Vec::new();
-        let mut start_key = None;
-        loop {
-            let call = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(user_pk(uid)))
-                .expression_attribute_values(":prefix", s("CONN#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start_key)
-                .send();
-            let out = self.run("Query", call).await?;
-            for item in out.items() {
-                let connection = parse_connection(item)?;
-                if connection.expires_at > now {
-                    connections.push(connection);
-                }
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start_key = Some(key),
-                _ => return Ok(connections),
+        for item in self.user_rows(uid, "CONN#").await? {
+            let connection = parse_connection(&item)?;
+            if connection.expires_at > now {
+                connections.push(connection);
             }
         }
+        Ok(connections)
     }
 
     async fn remove(&self, id: &ConnectionId) -> Result<Option<Connection>, RegistryError> {

@@ -1174,19 +1174,24 @@ mod google_token {
         assert!(!err.0.contains("PRIVATE KEY"), "{err}");
     }
 
+    /// A store of real Firestore at `base`, whose tokens come from `base`'s token endpoint
+    /// for the service account of `key`.
+    fn real_store(base: &str, key: &str) -> FirestoreStore {
+        let config = FirestoreConfig {
+            base_url: base.to_owned(),
+            emulator: false,
+            service_account: Some(key_json(key, GOOGLE_AUDIENCE)),
+            token_url: Some(format!("{base}/token")),
+        };
+        FirestoreStore::new(&config, "demo-real", http_client(), Duration::from_secs(5))
+            .expect("store")
+    }
+
     #[tokio::test]
     async fn firestore_outside_the_emulator_sends_the_access_token() {
         let google = Google::new(3599, Duration::ZERO);
         let base = google.start().await;
-        let config = FirestoreConfig {
-            base_url: base.clone(),
-            emulator: false,
-            service_account: Some(key_json("test-key-1.pem", GOOGLE_AUDIENCE)),
-            token_url: Some(format!("{base}/token")),
-        };
-        let store =
-            FirestoreStore::new(&config, "demo-real", http_client(), Duration::from_secs(5))
-                .expect("store");
+        let store = real_store(&base, "test-key-1.pem");
         store.warm_up().await;
         assert_eq!(google.exchanges(), 1, "the token is fetched during warm-up");
 
@@ -1213,15 +1218,7 @@ mod google_token {
     async fn a_refused_token_is_replaced_and_the_call_retried() {
         let google = Google::new(3599, Duration::ZERO);
         let base = google.start().await;
-        let config = FirestoreConfig {
-            base_url: base.clone(),
-            emulator: false,
-            service_account: Some(key_json("test-key-1.pem", GOOGLE_AUDIENCE)),
-            token_url: Some(format!("{base}/token")),
-        };
-        let store =
-            FirestoreStore::new(&config, "demo-real", http_client(), Duration::from_secs(5))
-                .expect("store");
+        let store = real_store(&base, "test-key-1.pem");
         *google.revoked.lock().expect("revoked") = Some("ya29.test-token-1".into());
         let alice = DocPath::user(&uid("alice"));
         assert!(store.get(&alice).await.expect("get").is_some());
@@ -1245,15 +1242,7 @@ mod google_token {
     async fn firestore_without_a_token_is_unavailable() {
         let google = Google::new(3599, Duration::ZERO);
         let base = google.start().await;
-        let config = FirestoreConfig {
-            base_url: base.clone(),
-            emulator: false,
-            service_account: Some(key_json("test-key-2.pem", GOOGLE_AUDIENCE)),
-            token_url: Some(format!("{base}/token")),
-        };
-        let store =
-            FirestoreStore::new(&config, "demo-real", http_client(), Duration::from_secs(5))
-                .expect("store");
+        let store = real_store(&base, "test-key-2.pem");
         store.warm_up().await; // logs a warning, does not panic
         let err = store
             .get(&DocPath::user(&uid("alice")))

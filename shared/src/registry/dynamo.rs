@@ -40,8 +40,9 @@ use aws_sdk_dynamodb::types::{
 use chrono::Utc;
 
 use super::{
-    Admission, Allowance, Connection, ConnectionRegistry, EventLog, Head, LogEntry, LogPage, Quota,
-    RateLimiter, RecordedEvent, RegistryError, Reservation, Reserved, current_window,
+    Admission, Allowance, Connection, ConnectionRegistry, Direction, EventLog, Head, LogEntry,
+    LogPage, Quota, RateLimiter, RecordedEvent, RegistryError, Reservation, Reserved,
+    current_window,
 };
 use crate::deadline;
 use crate::ids::{ConnectionId, Uid};
@@ -403,19 +404,7 @@ impl EventLog for DynamoRegistry {
     }
 
     async fn after(&self, uid: &Uid, since: u64, limit: usize) -> Result<LogPage, RegistryError> {
-        // The SEQ row sorts after every entry: a query that reaches it also reads the head.
-        let (entries, head, has_more) = self
-            .query_entries(uid, Direction::Forward(since), limit)
-            .await?;
-        let head = match head {
-            Some(head) => head,
-            None => self.head(uid).await?,
-        };
-        Ok(LogPage {
-            head,
-            entries,
-            has_more,
-        })
+        self.log_page(uid, Direction::Forward(since), limit).await
     }
 
     async fn before(
@@ -424,18 +413,7 @@ impl EventLog for DynamoRegistry {
         before: Option<u64>,
         limit: usize,
     ) -> Result<LogPage, RegistryError> {
-        let (entries, head, has_more) = self
-            .query_entries(uid, Direction::Backward(before), limit)
-            .await?;
-        let head = match head {
-            Some(head) => head,
-            None => self.head(uid).await?,
-        };
-        Ok(LogPage {
-            head,
-            entries,
-            has_more,
-        })
+        self.log_page(uid, Direction::Backward(before), limit).await
     }
 }
 
@@ -470,16 +448,6 @@ impl RateLimiter for DynamoRegistry {
             None => Allowance::Refused { retry_after: left },
         })
     }
-}
-
-/// Which way [`DynamoRegistry::query_entries`] reads a user's log.
-#[derive(Clone, Copy)]
-enum Direction {
-    /// Entries after this seq, oldest first (then the SEQ row).
-    Forward(u64),
-    /// Entries before this seq (from the top, starting with the SEQ row, when `None`),
-    /// newest first.
-    Backward(Option<u64>),
 }
 
 impl DynamoRegistry {
@@ -553,6 +521,26 @@ impl DynamoRegistry {
         if let Err(e) = self.run("UpdateItem", call.send()).await {
             tracing::warn!(%uid, error = %e, "stale quota counters not removed");
         }
+    }
+
+    /// A page of `uid`'s log in `direction`, with the head.
+    async fn log_page(
+        &self,
+        uid: &Uid,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<LogPage, RegistryError> {
+        // The SEQ row sorts after every entry: a query that reaches it also reads the head.
+        let (entries, head, has_more) = self.query_entries(uid, direction, limit).await?;
+        let head = match head {
+            Some(head) => head,
+            None => self.head(uid).await?,
+        };
+        Ok(LogPage {
+            head,
+            entries,
+            has_more,
+        })
     }
 
     /// Up to `limit` live entries in `direction`, the head if the query met the SEQ row, and

@@ -15,8 +15,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Admission, Allowance, Connection, ConnectionRegistry, EventLog, Head, LogEntry, LogPage, Quota,
-    RateLimiter, RecordedEvent, RegistryError, Reservation, Reserved, current_window,
+    Admission, Allowance, Connection, ConnectionRegistry, Direction, EventLog, Head, LogEntry,
+    LogPage, Quota, RateLimiter, RecordedEvent, RegistryError, Reservation, Reserved,
+    current_window,
 };
 use crate::ids::{ConnectionId, Uid};
 
@@ -284,6 +285,32 @@ impl RateLimiter for MemoryRegistry {
     }
 }
 
+impl MemoryRegistry {
+    /// Up to `limit` live entries of `uid`'s log in `direction`, with the head.
+    fn log_page(&self, uid: &Uid, direction: Direction, limit: usize) -> LogPage {
+        let now = now_secs();
+        let state = self.lock();
+        let Some(log) = state.logs.get(uid) else {
+            return LogPage::default();
+        };
+        let entries: Box<dyn Iterator<Item = &StoredEntry>> = match direction {
+            Direction::Forward(since) => {
+                Box::new(log.entries.range(since.saturating_add(1)..).map(|(_, e)| e))
+            }
+            Direction::Backward(before) => Box::new(
+                log.entries
+                    .range(..before.unwrap_or(u64::MAX))
+                    .rev()
+                    .map(|(_, e)| e),
+            ),
+        };
+        let mut live = entries
+            .filter(|e| e.expires_at > now)
+            .map(|e| e.entry.clone());
+        page(log.head, &mut live, limit)
+    }
+}
+
 impl State {
     /// Counts one use of `key`'s budget in the current window, unless it is spent.
     fn spend(&mut self, key: &str, limit: u32, window: Duration) -> Allowance {
@@ -362,17 +389,7 @@ impl EventLog for MemoryRegistry {
     }
 
     async fn after(&self, uid: &Uid, since: u64, limit: usize) -> Result<LogPage, RegistryError> {
-        let now = now_secs();
-        let state = self.lock();
-        let Some(log) = state.logs.get(uid) else {
-            return Ok(LogPage::default());
-        };
-        let mut live = log
-            .entries
-            .range(since.saturating_add(1)..)
-            .filter(|(_, e)| e.expires_at > now)
-            .map(|(_, e)| e.entry.clone());
-        Ok(page(log.head, &mut live, limit))
+        Ok(self.log_page(uid, Direction::Forward(since), limit))
     }
 
     async fn before(
@@ -381,18 +398,7 @@ impl EventLog for MemoryRegistry {
         before: Option<u64>,
         limit: usize,
     ) -> Result<LogPage, RegistryError> {
-        let now = now_secs();
-        let state = self.lock();
-        let Some(log) = state.logs.get(uid) else {
-            return Ok(LogPage::default());
-        };
-        let mut live = log
-            .entries
-            .range(..before.unwrap_or(u64::MAX))
-            .rev()
-            .filter(|(_, e)| e.expires_at > now)
-            .map(|(_, e)| e.entry.clone());
-        Ok(page(log.head, &mut live, limit))
+        Ok(self.log_page(uid, Direction::Backward(before), limit))
     }
 }
 

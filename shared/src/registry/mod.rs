@@ -155,6 +155,15 @@ pub enum Reserved {
     },
 }
 
+/// Which way a page of a user's log is read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Direction {
+    /// Entries after this seq, oldest first.
+    Forward(u64),
+    /// Entries before this seq (from the top when `None`), newest first.
+    Backward(Option<u64>),
+}
+
 /// What a rate limit allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Allowance {

@@ -276,6 +276,9 @@ describe('the browser client converges with Firestore under concurrent writers (
     gateway = await startGateway(tmp, [
       '--firestore-emulator', firestore, '--dynamodb-endpoint', dynamodb,
       '--table', `browser-convergence-${unique}`, '--project-id', `demo-bc-${unique}`,
+      // The rounds make a few hundred writes a minute as one user, above the per-user budget
+      // that production keeps (the budget has its own scenarios).
+      '--mutations-per-minute', '100000',
     ]);
     proxy = await startReorderingProxy(gateway.port, SHUFFLE_MS);
     log(`gateway ${gateway.base} on Firestore ${firestore} (project demo-bc-${unique}) and DynamoDB ${dynamodb} (log ${gateway.logFile}); ` +

@@ -479,10 +479,10 @@ impl AiConfig {
         fallback: Option<AiConfig>,
     ) -> Result<Option<Self>, ConfigError> {
         let base_url = settings.base_url.map(|u| u.trim().to_owned());
-        if let Some(url) = &base_url {
-            if !is_http_url(url) {
-                return Err(ConfigError("AI_BASE_URL must be an http(s) URL".into()));
-            }
+        if let Some(url) = &base_url
+            && !is_http_url(url)
+        {
+            return Err(ConfigError("AI_BASE_URL must be an http(s) URL".into()));
         }
         let openai = match settings.provider.as_deref() {
             Some("offline") => return Ok(Some(Self::Offline)),

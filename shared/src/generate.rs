@@ -55,12 +55,12 @@ impl GenerateRequest {
     pub fn parse(body: Map<String, Value>) -> Result<Self, AppError> {
         let mut request: Self = serde_json::from_value(Value::Object(body))
             .map_err(|e| AppError::BadRequest(format!("request body: {e}")))?;
-        if let Some(prompt) = &request.prompt {
-            if prompt.chars().count() > MAX_PROMPT_CHARS {
-                return Err(AppError::BadRequest(format!(
-                    "field `prompt` must be a string of at most {MAX_PROMPT_CHARS} characters"
-                )));
-            }
+        if let Some(prompt) = &request.prompt
+            && prompt.chars().count() > MAX_PROMPT_CHARS
+        {
+            return Err(AppError::BadRequest(format!(
+                "field `prompt` must be a string of at most {MAX_PROMPT_CHARS} characters"
+            )));
         }
         request.prompt = request
             .prompt

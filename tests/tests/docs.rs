@@ -39,7 +39,13 @@ fn first_cells(text: &str, heading: &str) -> Vec<String> {
 fn the_api_route_table_is_the_codes() {
     let documented: BTreeSet<String> = first_cells(&read("docs/api.md"), "## Routes")
         .into_iter()
-        .map(|route| route.split(['?', ' ']).take(2).collect::<Vec<_>>().join(" "))
+        .map(|route| {
+            route
+                .split(['?', ' '])
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect();
     let routes: BTreeSet<String> = Route::ALL
         .iter()

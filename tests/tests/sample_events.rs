@@ -675,3 +675,15 @@ fn the_storage_rules_let_one_image_be_fetched_and_none_listed() {
         "`read` would include `list`"
     );
 }
+
+#[test]
+fn raising_the_log_level_keeps_the_metrics() {
+    // EMF lines carry no `level`: Lambda's own filter would take them for INFO and drop them
+    // above it, so the level is RUST_LOG's business and Lambda's filter lets all through.
+    let globals = template_block("  Function:");
+    assert!(
+        globals.contains("ApplicationLogLevel: TRACE"),
+        "Lambda must not filter application lines: {globals}"
+    );
+    assert!(globals.contains("RUST_LOG: !Ref LogLevel"), "{globals}");
+}

@@ -4,6 +4,9 @@
 //! searched for those values. `lambda_runtime` logs each raw event at TRACE; the telemetry
 //! caps it.
 //!
+//! Metrics (EMF lines) are written whatever the level, since raising it must not blind the
+//! operators.
+//!
 //! The function binaries come from `FUNCTION_BIN_DIR` (`scripts/test` builds them); the
 //! Lambda Runtime API is emulated here.
 
@@ -116,24 +119,14 @@ fn sample_event(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// Runs the function `binary` on `events` at TRACE; its answers and its whole output.
+/// Runs the function `binary` on `events` at TRACE, on a table of its own; its answers and
+/// its whole output.
 async fn run_at_trace(binary: &str, events: &[Value]) -> (Vec<(String, Value)>, String) {
-    let Ok(dir) = std::env::var("FUNCTION_BIN_DIR") else {
-        panic!(
-            "FUNCTION_BIN_DIR is not set: run scripts/test, or build the functions with \
-             `cargo build -p auth-login -p broadcast -p ws-connect -p ws-default` and set it \
-             to target/debug"
-        );
-    };
-    let path = std::path::Path::new(&dir).join(binary);
-    assert!(
-        path.exists(),
-        "{} is missing: cargo build -p {binary}",
-        path.display()
-    );
-    let required = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test"))
-    };
+    run(binary, events, "trace", &fresh_table().await).await
+}
+
+/// A new connection table on the DynamoDB server.
+async fn fresh_table() -> String {
     let table = format!(
         "trace-{}",
         adsync::ids::Uid::generate().as_str().to_lowercase()
@@ -151,6 +144,34 @@ async fn run_at_trace(binary: &str, events: &[Value]) -> (Vec<(String, Value)>, 
     local_gateway::tables::create_table(&dynamodb, &table)
         .await
         .unwrap();
+    table
+}
+
+fn required(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test"))
+}
+
+/// Runs the function `binary` on `events` with `RUST_LOG=rust_log` over `table`; its answers
+/// and its whole output.
+async fn run(
+    binary: &str,
+    events: &[Value],
+    rust_log: &str,
+    table: &str,
+) -> (Vec<(String, Value)>, String) {
+    let Ok(dir) = std::env::var("FUNCTION_BIN_DIR") else {
+        panic!(
+            "FUNCTION_BIN_DIR is not set: run scripts/test, or build the functions with \
+             `cargo build -p auth-login -p broadcast -p ws-connect -p ws-default` and set it \
+             to target/debug"
+        );
+    };
+    let path = std::path::Path::new(&dir).join(binary);
+    assert!(
+        path.exists(),
+        "{} is missing: cargo build -p {binary}",
+        path.display()
+    );
     let management = ManagementRecorder::start().await;
 
     let runtime = Runtime::default();
@@ -181,10 +202,10 @@ async fn run_at_trace(binary: &str, events: &[Value]) -> (Vec<(String, Value)>, 
             required("FIRESTORE_EMULATOR_HOST"),
         )
         .env("DYNAMODB_ENDPOINT", required("DYNAMODB_ENDPOINT"))
-        .env("CONNECTIONS_TABLE", &table)
+        .env("CONNECTIONS_TABLE", table)
         .env("WEBSOCKET_MANAGEMENT_URL", &management.url)
         .env("SERVICE_KEY", SERVICE_KEY)
-        .env("RUST_LOG", "trace")
+        .env("RUST_LOG", rust_log)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -270,4 +291,26 @@ async fn functions_at_trace_log_no_token_and_no_service_key() {
     let (answers, output) = run_at_trace("ws-default", &[sample_event("ws-default-auth")]).await;
     assert_eq!(answers.len(), 1, "{answers:?}\n{output}");
     assert_no_secret("ws-default", &output, &[claims]);
+}
+
+#[tokio::test]
+async fn metrics_are_written_whatever_the_log_level() {
+    let table = fresh_table().await;
+    let (answers, _) = run(
+        "ws-connect",
+        &[sample_event("ws-connect-query")],
+        "error",
+        &table,
+    )
+    .await;
+    assert_eq!(answers[0].1["statusCode"], 200, "{answers:?}");
+    let (answers, output) = run("broadcast", &[sample_event("broadcast")], "error", &table).await;
+    assert_eq!(answers[0].1["statusCode"], 202, "{answers:?}\n{output}");
+    assert!(!output.contains("\"INFO\""), "RUST_LOG=error: {output}");
+    let metrics: Value = output
+        .lines()
+        .find(|l| l.contains("\"_aws\""))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no metrics at RUST_LOG=error: {output}"));
+    assert_eq!(metrics["EventsPushed"], 1, "{metrics}");
 }

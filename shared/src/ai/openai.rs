@@ -147,12 +147,13 @@ impl OpenAiProvider {
                 status,
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
             );
-            if not_taken && !retried {
-                if let Some(pause) = retry_pause(response.headers().get(RETRY_AFTER)) {
-                    retried = true;
-                    tokio::time::sleep(pause).await;
-                    continue;
-                }
+            if not_taken
+                && !retried
+                && let Some(pause) = retry_pause(response.headers().get(RETRY_AFTER))
+            {
+                retried = true;
+                tokio::time::sleep(pause).await;
+                continue;
             }
             let bytes = self.read(call, response, MAX_ANSWER_BYTES).await?;
             if !status.is_success() {

@@ -50,7 +50,8 @@ impl DocPath {
     /// (`[A-Za-z0-9_-]`, 1 to 128), as every path this backend builds is.
     pub fn parse(path: &str) -> Option<Self> {
         let segments: Vec<&str> = path.split('/').collect();
-        let valid = segments.len() % 2 == 0 && segments.iter().all(|s| crate::ids::is_id(s));
+        let valid =
+            segments.len().is_multiple_of(2) && segments.iter().all(|s| crate::ids::is_id(s));
         valid.then(|| Self(path.to_owned()))
     }
 

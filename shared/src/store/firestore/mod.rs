@@ -160,10 +160,10 @@ impl FirestoreStore {
             }
         };
         let token = async {
-            if let Auth::Google(tokens) = &self.auth {
-                if let Err(e) = tokens.access_token().await {
-                    tracing::warn!(error = %e, "firestore warm-up: no access token");
-                }
+            if let Auth::Google(tokens) = &self.auth
+                && let Err(e) = tokens.access_token().await
+            {
+                tracing::warn!(error = %e, "firestore warm-up: no access token");
             }
         };
         tokio::join!(connect, token);

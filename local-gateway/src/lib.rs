@@ -17,11 +17,12 @@ use std::time::Duration;
 use adsync::App;
 use adsync::config::{
     AiConfig, AiSettings, AuthConfig, AwsCredentials, Config, DynamoConfig, FirestoreConfig,
-    Images, Push, Registry, Store, Timeouts, Timing,
+    Images, Push, Registry, SecretsSettings, Store, Timeouts, Timing,
 };
 use adsync::function::Function;
 use adsync::limits::RateLimits;
 use adsync::registry::memory::MemoryRegistry;
+use adsync::secrets::Secret;
 use adsync::store::memory::MemoryStore;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -223,7 +224,7 @@ impl Options {
         let settings = AiSettings {
             provider: self.ai_provider.clone(),
             base_url: self.ai_base_url.clone(),
-            api_key: self.ai_api_key.clone(),
+            api_key: self.ai_api_key.clone().map(Secret::from),
             image_model: self.ai_image_model.clone(),
             chat_model: self.ai_chat_model.clone(),
             image_size: self.ai_image_size.clone(),
@@ -334,7 +335,7 @@ impl Options {
                 Store::Firestore(FirestoreConfig {
                     base_url: adsync::config::FIRESTORE_URL.into(),
                     emulator: false,
-                    service_account: Some(SecretString::from(key)),
+                    service_account: Some(Secret::from(key)),
                     token_url: None,
                 })
             }
@@ -376,7 +377,7 @@ impl Options {
             auth: AuthConfig {
                 emulator: self.auth_mode == AuthMode::Emulator,
                 jwks_url: self.jwks_url.clone(),
-                service_key: self.service_key.clone(),
+                service_key: self.service_key.clone().map(Secret::from),
             },
             store: Some(store),
             registry,
@@ -391,6 +392,8 @@ impl Options {
             images: Some(Images::Folder(media.folder())),
             ai: Some(self.ai_config()?),
             aws,
+            // The local gateway takes secrets as flags; it reads none from Secrets Manager.
+            secrets: SecretsSettings::default(),
             event_retention: retention,
             timeouts,
             timing: self.timing()?,

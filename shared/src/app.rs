@@ -9,12 +9,12 @@ use crate::ai::offline::OfflineProvider;
 use crate::ai::openai::OpenAiProvider;
 use crate::auth::Authenticator;
 use crate::config::{
-    AiConfig, AuthConfig, AwsCredentials, Config, ConfigError, Images, Push, Registry, Store,
-    Timeouts, Timing,
+    AiConfig, AuthConfig, AwsCredentials, Config, ConfigError, Images, Push, Registry,
+    SecretsSettings, Store, Timeouts, Timing,
 };
 use crate::domain::UrlRule;
 use crate::error::AppError;
-use crate::function::{Function, Need};
+use crate::function::{Function, Need, Needs};
 use crate::google::GoogleTokenSource;
 use crate::images::ImageStore;
 use crate::images::gcs::CloudStorage;
@@ -22,6 +22,7 @@ use crate::limits::RateLimits;
 use crate::push::{ManagementApiPusher, Pusher};
 use crate::registry::dynamo::DynamoRegistry;
 use crate::registry::{ConnectionRegistry, EventLog, RateLimiter};
+use crate::secrets::{Secret, SecretsManager};
 use crate::store::DocumentStore;
 use crate::store::firestore::FirestoreStore;
 
@@ -91,16 +92,159 @@ pub async fn aws_sdk_config(
     }
 }
 
+/// The Secrets Manager secrets that `function` uses, each with the setting that names it.
+fn secrets_to_read(config: &Config, function: Function) -> Vec<(Secret, &'static str)> {
+    let needs = function.needs();
+    let mut wanted: Vec<(Secret, &'static str)> = Vec::new();
+    if needs.service_key
+        && let Some(key) = &config.auth.service_key
+    {
+        wanted.push((key.clone(), "SERVICE_KEY_SECRET_ID"));
+    }
+    if needs.documents
+        && let Some(Store::Firestore(firestore)) = &config.store
+        && let Some(key) = &firestore.service_account
+    {
+        wanted.push((key.clone(), "GOOGLE_SERVICE_ACCOUNT_SECRET_ID"));
+    }
+    if needs.images != Need::No
+        && let Some(Images::CloudStorage(storage)) = &config.images
+    {
+        wanted.push((
+            storage.service_account.clone(),
+            "GOOGLE_SERVICE_ACCOUNT_SECRET_ID",
+        ));
+    }
+    if needs.ai != Need::No
+        && let Some(AiConfig::OpenAi(openai)) = &config.ai
+        && let Some(key) = &openai.api_key
+    {
+        wanted.push((key.clone(), "AI_API_KEY_SECRET_ID"));
+    }
+    wanted.retain(|(secret, _)| secret.is_managed());
+    // Firestore and Cloud Storage share the account's key: one read.
+    wanted.dedup_by(|a, b| a.0.is_same(&b.0));
+    wanted
+}
+
+/// Reads `secrets` from Secrets Manager, concurrently; one that cannot be read stops the
+/// cold start with an error naming it.
+async fn read_secrets(
+    secrets: Vec<(Secret, &'static str)>,
+    settings: SecretsSettings,
+    sdk: &aws_config::SdkConfig,
+) -> Result<(), ConfigError> {
+    if secrets.is_empty() {
+        return Ok(());
+    }
+    let mut client = aws_sdk_secretsmanager::config::Builder::from(sdk);
+    if let Some(endpoint) = &settings.endpoint {
+        client = client.endpoint_url(endpoint);
+    }
+    let manager = SecretsManager {
+        client: aws_sdk_secretsmanager::Client::from_conf(client.build()),
+        refresh_after: settings.refresh_after,
+    };
+    let reads = secrets
+        .iter()
+        .map(|(secret, setting)| secret.load(&manager, setting));
+    futures_util::future::try_join_all(reads).await?;
+    Ok(())
+}
+
+/// The document store port, and the Firestore client behind it when there is one (to warm).
+type DocumentStores = (Option<Arc<dyn DocumentStore>>, Option<Arc<FirestoreStore>>);
+
+/// The document store `store` names, and the Firestore client behind it when there is one.
+fn document_store(
+    store: Option<Store>,
+    project_id: &str,
+    http: &reqwest::Client,
+    timeouts: &Timeouts,
+) -> Result<DocumentStores, ConfigError> {
+    Ok(match store {
+        None => (None, None),
+        Some(Store::Embedded(store)) => (Some(store), None),
+        Some(Store::Firestore(firestore)) => {
+            let store = Arc::new(FirestoreStore::new(
+                &firestore,
+                project_id,
+                http.clone(),
+                timeouts.request,
+            )?);
+            (Some(store.clone()), Some(store))
+        }
+    })
+}
+
+/// The image store `images` names, if the function stores images.
+fn image_store(
+    images: Option<Images>,
+    needs: Needs,
+    firestore: Option<&FirestoreStore>,
+    http: &reqwest::Client,
+) -> Result<Option<Arc<dyn ImageStore>>, ConfigError> {
+    Ok(match images {
+        _ if needs.images == Need::No => None,
+        None => None,
+        Some(Images::Folder(folder)) => Some(folder),
+        Some(Images::CloudStorage(storage)) => {
+            // One token source for the account, so Firestore and Storage share its
+            // cached token; the emulator has none, so Storage then gets its own.
+            let tokens = match firestore.and_then(FirestoreStore::token_source) {
+                Some(tokens) => tokens,
+                None => Arc::new(GoogleTokenSource::new(
+                    &storage.service_account,
+                    storage.token_url.as_deref(),
+                    http.clone(),
+                )?),
+            };
+            Some(Arc::new(CloudStorage::new(&storage, tokens, http.clone())))
+        }
+    })
+}
+
+/// The AI provider `ai` names, if the function generates.
+fn ai_provider(
+    ai: Option<AiConfig>,
+    needs: Needs,
+    timeouts: &Timeouts,
+) -> Result<Option<Arc<dyn AiProvider>>, ConfigError> {
+    Ok(match ai {
+        _ if needs.ai == Need::No => None,
+        None => None,
+        Some(AiConfig::Offline) => Some(Arc::new(OfflineProvider) as Arc<dyn AiProvider>),
+        Some(AiConfig::OpenAi(openai)) => {
+            Some(Arc::new(OpenAiProvider::new(openai, timeouts.connect)?) as Arc<dyn AiProvider>)
+        }
+    })
+}
+
 impl App {
     /// Builds what `function` needs from `config`, and opens its connections.
     pub async fn build(config: Config, function: Function) -> Result<Self, ConfigError> {
         config.check(function)?;
         let needs = function.needs();
-        let timeouts = config.timeouts;
+        let secrets = secrets_to_read(&config, function);
+        let Config {
+            project_id,
+            auth,
+            store,
+            registry,
+            push,
+            images,
+            ai,
+            aws,
+            secrets: secrets_settings,
+            event_retention,
+            timeouts,
+            timing,
+            limits,
+        } = config;
         let http = crate::outbound::client(&timeouts)?;
-        let sdk = aws_sdk_config(config.aws, &timeouts).await;
+        let sdk = aws_sdk_config(aws, &timeouts).await;
 
-        let (connections, events, budgets, dynamo): Registries = match config.registry {
+        let (connections, events, budgets, dynamo): Registries = match registry {
             Registry::DynamoDb(dynamodb) => {
                 let mut client = aws_sdk_dynamodb::config::Builder::from(&sdk);
                 if let Some(endpoint) = &dynamodb.endpoint {
@@ -109,7 +253,7 @@ impl App {
                 let registry = Arc::new(DynamoRegistry::new(
                     aws_sdk_dynamodb::Client::from_conf(client.build()),
                     dynamodb.table,
-                    config.event_retention,
+                    event_retention,
                     timeouts.request,
                 ));
                 (
@@ -121,98 +265,71 @@ impl App {
             }
             Registry::Embedded(registry) => (registry.clone(), registry.clone(), registry, None),
         };
-
-        let (store, firestore): (Option<Arc<dyn DocumentStore>>, Option<Arc<FirestoreStore>>) =
-            match config.store.filter(|_| needs.documents) {
-                None => (None, None),
-                Some(Store::Embedded(store)) => (Some(store), None),
-                Some(Store::Firestore(firestore)) => {
-                    let store = Arc::new(FirestoreStore::new(
-                        &firestore,
-                        &config.project_id,
-                        http.clone(),
-                        timeouts.request,
-                    )?);
-                    (Some(store.clone()), Some(store))
-                }
-            };
-
         let auth = Arc::new(Authenticator::new(
             AuthConfig {
-                service_key: config.auth.service_key.filter(|_| needs.service_key),
-                ..config.auth
+                service_key: auth.service_key.filter(|_| needs.service_key),
+                ..auth
             },
-            config.project_id.clone(),
+            project_id.clone(),
             http.clone(),
         ));
-        let Push::ManagementApi { url } = config.push;
+        let Push::ManagementApi { url } = push;
         let pusher = Arc::new(ManagementApiPusher::new(&sdk, &url, timeouts.push));
 
         // Images served from a local folder are the local gateway's: its `http://` media URLs
         // (to this machine) are then acceptable in documents. Deployed, only `https://` is.
-        let urls = match config.images {
+        let urls = match images {
             Some(Images::Folder(_)) => UrlRule::HttpsOrLocalHttp,
             _ => UrlRule::HttpsOnly,
         };
-        let images: Option<Arc<dyn ImageStore>> = match config.images {
-            _ if needs.images == Need::No => None,
-            None => None,
-            Some(Images::Folder(folder)) => Some(folder),
-            Some(Images::CloudStorage(storage)) => {
-                // One token source for the account, so Firestore and Storage share its
-                // cached token; the emulator has none, so Storage then gets its own.
-                let tokens = match firestore.as_ref().and_then(|f| f.token_source()) {
-                    Some(tokens) => tokens,
-                    None => Arc::new(GoogleTokenSource::new(
-                        &storage.service_account,
-                        storage.token_url.as_deref(),
-                        http.clone(),
-                    )?),
-                };
-                Some(Arc::new(CloudStorage::new(&storage, tokens, http.clone())))
-            }
+        // The clients that sign with a secret are built once it is read, while the
+        // connections that need none open.
+        let with_secrets = async {
+            read_secrets(secrets, secrets_settings, &sdk).await?;
+            let documents = store.filter(|_| needs.documents);
+            let (store, firestore) = document_store(documents, &project_id, &http, &timeouts)?;
+            let images = image_store(images, needs, firestore.as_deref(), &http)?;
+            let ai = ai_provider(ai, needs, &timeouts)?;
+            tokio::join!(
+                async {
+                    if let Some(firestore) = &firestore {
+                        firestore.warm_up().await;
+                    }
+                },
+                async {
+                    if let Some(images) = &images {
+                        images.warm_up().await;
+                    }
+                },
+                async {
+                    if let Some(ai) = &ai {
+                        ai.warm_up().await;
+                    }
+                },
+            );
+            Ok::<_, ConfigError>((store, images, ai))
         };
-        let ai = match config.ai {
-            _ if needs.ai == Need::No => None,
-            None => None,
-            Some(AiConfig::Offline) => Some(Arc::new(OfflineProvider) as Arc<dyn AiProvider>),
-            Some(AiConfig::OpenAi(openai)) => {
-                Some(Arc::new(OpenAiProvider::new(openai, timeouts.connect)?) as Arc<dyn AiProvider>)
-            }
+        let without_secrets = async {
+            tokio::join!(
+                async {
+                    if let Some(dynamo) = &dynamo {
+                        dynamo.warm_up().await;
+                    }
+                },
+                async {
+                    if needs.id_tokens {
+                        auth.warm_up().await;
+                    }
+                },
+                async {
+                    if needs.pushes {
+                        pusher.warm_up().await;
+                    }
+                },
+            )
         };
-
-        tokio::join!(
-            async {
-                if let Some(firestore) = &firestore {
-                    firestore.warm_up().await;
-                }
-            },
-            async {
-                if let Some(dynamo) = &dynamo {
-                    dynamo.warm_up().await;
-                }
-            },
-            async {
-                if needs.id_tokens {
-                    auth.warm_up().await;
-                }
-            },
-            async {
-                if needs.pushes {
-                    pusher.warm_up().await;
-                }
-            },
-            async {
-                if let Some(images) = &images {
-                    images.warm_up().await;
-                }
-            },
-            async {
-                if let Some(ai) = &ai {
-                    ai.warm_up().await;
-                }
-            },
-        );
+        let (built, _) = tokio::join!(with_secrets, without_secrets);
+        let (store, images, ai) = built?;
 
         Ok(Self {
             store,
@@ -221,8 +338,8 @@ impl App {
             pusher,
             auth,
             budgets,
-            limits: config.limits,
-            timing: config.timing,
+            limits,
+            timing,
             ai,
             images,
             urls,

@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
-
 use crate::function::{Function, Need};
 use crate::images::local::LocalFolder;
 use crate::limits::RateLimits;
 use crate::registry::memory::MemoryRegistry;
+use crate::secrets::{self, Secret};
 use crate::store::memory::MemoryStore;
 
 /// Google's published keys for Firebase ID tokens, as a JWKS.
@@ -54,6 +53,8 @@ pub struct Config {
     pub ai: Option<AiConfig>,
     /// How the AWS clients get credentials.
     pub aws: AwsCredentials,
+    /// How secrets kept in Secrets Manager are read.
+    pub secrets: SecretsSettings,
     /// How long events stay recorded for catch-up.
     pub event_retention: Duration,
     pub timeouts: Timeouts,
@@ -66,6 +67,24 @@ pub struct Config {
 pub enum Store {
     Firestore(FirestoreConfig),
     Embedded(Arc<MemoryStore>),
+}
+
+/// Where the functions read the secrets that are kept in Secrets Manager.
+#[derive(Clone, Debug)]
+pub struct SecretsSettings {
+    /// A Secrets Manager-protocol endpoint (a local server); the regional one when absent.
+    pub endpoint: Option<String>,
+    /// How long a value read is used before it is read again.
+    pub refresh_after: Duration,
+}
+
+impl Default for SecretsSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            refresh_after: secrets::DEFAULT_REFRESH,
+        }
+    }
 }
 
 /// The connection table's and event log's backend.
@@ -142,7 +161,7 @@ pub struct OpenAiConfig {
     /// The API root, including the version: `https://api.openai.com/v1`.
     pub base_url: String,
     /// Sent as `Authorization: Bearer`; a self-hosted server may need none.
-    pub api_key: Option<SecretString>,
+    pub api_key: Option<Secret>,
     /// The model of `/images/generations` (`AI_IMAGE_MODEL`).
     pub image_model: String,
     /// The model of `/chat/completions`, which writes the caption (`AI_CHAT_MODEL`).
@@ -161,7 +180,7 @@ pub struct StorageConfig {
     /// Cloud Storage's API root (`STORAGE_API_URL`, for tests); Google's by default.
     pub api_url: String,
     /// The service account key JSON (the same one Firestore uses).
-    pub service_account: SecretString,
+    pub service_account: Secret,
     /// Google's OAuth token endpoint override (tests); the key file's `token_uri` otherwise.
     pub token_url: Option<String>,
 }
@@ -172,7 +191,7 @@ pub struct AuthConfig {
     pub emulator: bool,
     pub jwks_url: String,
     /// The n8n service key (`X-Service-Key`); service calls are refused without it.
-    pub service_key: Option<SecretString>,
+    pub service_key: Option<Secret>,
 }
 
 #[derive(Clone, Debug)]
@@ -182,7 +201,7 @@ pub struct FirestoreConfig {
     /// True when talking to the emulator (no OAuth token, `Bearer owner`).
     pub emulator: bool,
     /// The service account key JSON; required unless `emulator`.
-    pub service_account: Option<SecretString>,
+    pub service_account: Option<Secret>,
     /// Google's OAuth token endpoint override (tests); the key file's `token_uri` otherwise.
     pub token_url: Option<String>,
 }
@@ -302,10 +321,16 @@ impl Config {
             jwks_url: s
                 .get("FIREBASE_JWKS_URL")
                 .unwrap_or_else(|| GOOGLE_JWKS_URL.into()),
-            service_key: s.get("SERVICE_KEY").map(SecretString::from),
+            // With its previous version: callers switch to a rotated key at their own pace.
+            service_key: secret(s, "SERVICE_KEY", "SERVICE_KEY_SECRET_ID", true)?,
         };
 
-        let service_account = s.get("GOOGLE_SERVICE_ACCOUNT_JSON").map(SecretString::from);
+        let service_account = secret(
+            s,
+            "GOOGLE_SERVICE_ACCOUNT_JSON",
+            "GOOGLE_SERVICE_ACCOUNT_SECRET_ID",
+            false,
+        )?;
         let store = match (s.get("FIRESTORE_EMULATOR_HOST"), &service_account) {
             (Some(host), _) => Some(Store::Firestore(FirestoreConfig {
                 base_url: format!("http://{host}"),
@@ -376,7 +401,7 @@ impl Config {
                     .unwrap_or_else(|| STORAGE_API_URL.into()),
                 service_account: service_account.ok_or_else(|| {
                     ConfigError(
-                        "GOOGLE_SERVICE_ACCOUNT_JSON must be set with STORAGE_BUCKET".into(),
+                        "GOOGLE_SERVICE_ACCOUNT_JSON or GOOGLE_SERVICE_ACCOUNT_SECRET_ID must be set with STORAGE_BUCKET".into(),
                     )
                 })?,
                 token_url: s.get("GOOGLE_TOKEN_URL"),
@@ -394,6 +419,11 @@ impl Config {
             images,
             ai: AiConfig::from_settings(s, None)?,
             aws: AwsCredentials::Environment,
+            secrets: SecretsSettings {
+                endpoint: url_setting(s, "SECRETS_MANAGER_ENDPOINT")?,
+                refresh_after: positive("SECRETS_REFRESH_SECONDS")?
+                    .map_or(secrets::DEFAULT_REFRESH, Duration::from_secs),
+            },
             event_retention,
             timeouts: Timeouts::default(),
             timing,
@@ -416,7 +446,7 @@ impl Config {
         let name = function.name();
         if needs.documents && self.store.is_none() {
             return Err(ConfigError(format!(
-                "GOOGLE_SERVICE_ACCOUNT_JSON (or FIRESTORE_EMULATOR_HOST) must be set for {name}"
+                "GOOGLE_SERVICE_ACCOUNT_SECRET_ID, GOOGLE_SERVICE_ACCOUNT_JSON or FIRESTORE_EMULATOR_HOST must be set for {name}"
             )));
         }
         if needs.images == Need::Required && self.images.is_none() {
@@ -426,7 +456,7 @@ impl Config {
         }
         if needs.ai == Need::Required && self.ai.is_none() {
             return Err(ConfigError(format!(
-                "AI_API_KEY (and AI_BASE_URL for a provider other than OpenAI), or AI_PROVIDER=offline, must be set for {name}"
+                "AI_API_KEY_SECRET_ID or AI_API_KEY (and AI_BASE_URL for a provider other than OpenAI), or AI_PROVIDER=offline, must be set for {name}"
             )));
         }
         Ok(())
@@ -440,7 +470,7 @@ pub struct AiSettings {
     /// `offline` or `openai`.
     pub provider: Option<String>,
     pub base_url: Option<String>,
-    pub api_key: Option<SecretString>,
+    pub api_key: Option<Secret>,
     pub image_model: Option<String>,
     pub chat_model: Option<String>,
     /// `WIDTHxHEIGHT`.
@@ -461,7 +491,7 @@ impl AiConfig {
         let settings = AiSettings {
             provider: s.get("AI_PROVIDER"),
             base_url: s.get("AI_BASE_URL"),
-            api_key: s.get("AI_API_KEY").map(SecretString::from),
+            api_key: secret(s, "AI_API_KEY", "AI_API_KEY_SECRET_ID", false)?,
             image_model: s.get("AI_IMAGE_MODEL"),
             chat_model: s.get("AI_CHAT_MODEL"),
             image_size: s.get("AI_IMAGE_SIZE"),
@@ -499,7 +529,7 @@ impl AiConfig {
         }
         if base_url.is_none() && settings.api_key.is_none() {
             return Err(ConfigError(
-                "AI_PROVIDER=openai needs AI_API_KEY (and AI_BASE_URL for a provider other than OpenAI)"
+                "AI_PROVIDER=openai needs AI_API_KEY or AI_API_KEY_SECRET_ID (and AI_BASE_URL for a provider other than OpenAI)"
                     .into(),
             ));
         }
@@ -535,6 +565,24 @@ impl AiConfig {
             image_size,
             timeout,
         })))
+    }
+}
+
+/// A secret given as the value in `value_key`, or kept in Secrets Manager under the name
+/// or ARN in `id_key` (deployed); not both, which would leave unclear which one counts.
+fn secret(
+    s: &impl Settings,
+    value_key: &str,
+    id_key: &str,
+    with_previous: bool,
+) -> Result<Option<Secret>, ConfigError> {
+    match (s.get(value_key), s.get(id_key)) {
+        (Some(_), Some(_)) => Err(ConfigError(format!(
+            "set {value_key} or {id_key}, not both"
+        ))),
+        (Some(value), None) => Ok(Some(Secret::from(value))),
+        (None, Some(id)) => Ok(Some(Secret::managed(id.trim().to_owned(), with_previous))),
+        (None, None) => Ok(None),
     }
 }
 

@@ -468,29 +468,24 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
+    fn new_product(v: Value) -> Result<Map<String, Value>, AppError> {
+        validate_new(Resource::Product, obj(v), UrlRule::HttpsOnly)
+    }
+
+    fn patch(v: Value, urls: UrlRule) -> Result<Patch, AppError> {
+        validate_patch(Resource::Product, obj(v), urls)
+    }
+
     #[test]
     fn create_needs_the_required_fields_and_names_the_bad_one() {
-        let err = validate_new(
-            Resource::Product,
-            obj(json!({"price": 3})),
-            UrlRule::HttpsOnly,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("`name`"), "{err}");
-        let err = validate_new(
-            Resource::Product,
-            obj(json!({"name": "A", "price": "3"})),
-            UrlRule::HttpsOnly,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("`price`"), "{err}");
-        let err = validate_new(
-            Resource::Product,
-            obj(json!({"name": "A", "colour": "red"})),
-            UrlRule::HttpsOnly,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("`colour`"), "{err}");
+        for (body, named) in [
+            (json!({"price": 3}), "`name`"),
+            (json!({"name": "A", "price": "3"}), "`price`"),
+            (json!({"name": "A", "colour": "red"}), "`colour`"),
+        ] {
+            let err = new_product(body).unwrap_err().to_string();
+            assert!(err.contains(named), "{err}");
+        }
         let err = validate_new(
             Resource::Business,
             obj(json!({"name": "A", "id": "x"})),
@@ -498,10 +493,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("set by the server"), "{err}");
-        let ok = validate_new(
-            Resource::Product,
-            obj(json!({"name": "Mug", "price": 12.5, "currency": "EUR", "colors": ["#112233"]})),
-            UrlRule::HttpsOnly,
+        let ok = new_product(
+            json!({"name": "Mug", "price": 12.5, "currency": "EUR", "colors": ["#112233"]}),
         )
         .unwrap();
         assert_eq!(ok["price"], json!(12.5));
@@ -509,96 +502,27 @@ mod tests {
 
     #[test]
     fn limits_are_enforced() {
-        let long = "x".repeat(201);
-        assert!(
-            validate_new(
-                Resource::Business,
-                obj(json!({"name": long})),
-                UrlRule::HttpsOnly
-            )
-            .is_err()
-        );
-        assert!(
-            validate_new(
-                Resource::Business,
-                obj(json!({"name": "  "})),
-                UrlRule::HttpsOnly
-            )
-            .is_err()
-        );
-        let caption = "c".repeat(2201);
-        assert!(
-            validate_patch(
-                Resource::Product,
-                obj(json!({"caption": caption})),
-                UrlRule::HttpsOnly
-            )
-            .is_err()
-        );
-        let big = json!({"blob": "m".repeat(MAX_METADATA_BYTES)});
-        assert!(
-            validate_patch(
-                Resource::Product,
-                obj(json!({"metadata": big})),
-                UrlRule::HttpsOnly
-            )
-            .is_err()
-        );
-        assert!(
-            validate_patch(
-                Resource::Product,
-                obj(json!({"status": "done"})),
-                UrlRule::HttpsOnly
-            )
-            .is_err()
-        );
-        for bad in [
-            json!({"a": [[1]]}),
-            json!({"": 1}),
-            json!({"x": {"__key__": 1}}),
-        ] {
-            assert!(
-                validate_patch(
-                    Resource::Product,
-                    obj(json!({"metadata": bad})),
-                    UrlRule::HttpsOnly
-                )
-                .is_err(),
-                "{bad}"
-            );
+        for name in [json!("x".repeat(201)), json!("  ")] {
+            let business = obj(json!({ "name": name }));
+            assert!(validate_new(Resource::Business, business, UrlRule::HttpsOnly).is_err());
         }
-        assert!(
-            validate_patch(
-                Resource::Product,
-                obj(json!({"metadata": {"a": [{"b": [1]}]}})),
-                UrlRule::HttpsOnly
-            )
-            .is_ok()
-        );
-        assert!(
-            validate_patch(
-                Resource::Product,
-                obj(json!({"imageUrl": "ftp://x/y"})),
-                UrlRule::HttpsOnly
-            )
-            .is_err()
-        );
-        assert!(
-            validate_patch(
-                Resource::Product,
-                obj(json!({"imageUrl": "http://evil.com/a"})),
-                UrlRule::HttpsOnly
-            )
-            .is_err()
-        );
-        assert!(
-            validate_patch(
-                Resource::Product,
-                obj(json!({"imageUrl": "http://127.0.0.1:3000/a"})),
-                UrlRule::HttpsOrLocalHttp
-            )
-            .is_ok()
-        );
+        let refused = [
+            json!({"caption": "c".repeat(2201)}),
+            json!({"metadata": {"blob": "m".repeat(MAX_METADATA_BYTES)}}),
+            json!({"status": "done"}),
+            json!({"metadata": {"a": [[1]]}}),
+            json!({"metadata": {"": 1}}),
+            json!({"metadata": {"x": {"__key__": 1}}}),
+            json!({"imageUrl": "ftp://x/y"}),
+            json!({"imageUrl": "http://evil.com/a"}),
+        ];
+        for body in refused {
+            assert!(patch(body.clone(), UrlRule::HttpsOnly).is_err(), "{body}");
+        }
+        let nested = json!({"metadata": {"a": [{"b": [1]}]}});
+        assert!(patch(nested, UrlRule::HttpsOnly).is_ok());
+        let local = json!({"imageUrl": "http://127.0.0.1:3000/a"});
+        assert!(patch(local, UrlRule::HttpsOrLocalHttp).is_ok());
     }
 
     #[test]
@@ -632,22 +556,10 @@ mod tests {
 
     #[test]
     fn patch_masks_every_named_field_and_null_clears() {
-        let patch = validate_patch(
-            Resource::Product,
-            obj(json!({"caption": null, "price": 2})),
-            UrlRule::HttpsOnly,
-        )
-        .unwrap();
-        assert_eq!(patch.mask, vec!["caption".to_string(), "price".to_string()]);
-        assert_eq!(patch.set.len(), 1);
-        assert!(
-            validate_patch(
-                Resource::Product,
-                obj(json!({"name": null})),
-                UrlRule::HttpsOnly
-            )
-            .is_err()
-        );
+        let clearing = patch(json!({"caption": null, "price": 2}), UrlRule::HttpsOnly).unwrap();
+        assert_eq!(clearing.mask, ["caption", "price"]);
+        assert_eq!(clearing.set.len(), 1);
+        assert!(patch(json!({"name": null}), UrlRule::HttpsOnly).is_err());
         assert!(validate_patch(Resource::Product, Map::new(), UrlRule::HttpsOnly).is_err());
     }
 

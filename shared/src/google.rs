@@ -6,7 +6,7 @@
 //! expires; concurrent callers share one refresh. Tokens and keys never reach a log line or
 //! an error message.
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::config::ConfigError;
 use crate::outbound::{describe, percent_encode};
+use crate::secrets::Secret;
 
 /// The scope of every token: Firestore and Cloud Storage are both covered by it.
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -37,6 +38,22 @@ pub struct TokenError(pub String);
 /// Access tokens of one service account, cached and refreshed with a single flight.
 pub struct GoogleTokenSource {
     http: reqwest::Client,
+    /// The key file, read again before each exchange: a rotated key is used from the next
+    /// token on.
+    key_json: Secret,
+    /// `token_url` of the configuration (tests).
+    token_url: Option<String>,
+    /// The signer made from the key file's version in use.
+    signer: RwLock<Arc<Signer>>,
+    cached: RwLock<Option<CachedToken>>,
+    /// Held while one caller exchanges an assertion; the others wait, then reuse its token.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+/// What one version of the key file signs assertions with.
+struct Signer {
+    /// The key file's version (Secrets Manager's version id; empty for a given value).
+    version: String,
     client_email: String,
     key_id: Option<String>,
     key: EncodingKey,
@@ -44,9 +61,6 @@ pub struct GoogleTokenSource {
     audience: String,
     /// Where the assertion is sent: the override of the configuration, or `audience`.
     endpoint: String,
-    cached: RwLock<Option<CachedToken>>,
-    /// Held while one caller exchanges an assertion; the others wait, then reuse its token.
-    refresh: tokio::sync::Mutex<()>,
 }
 
 struct CachedToken {
@@ -66,22 +80,22 @@ struct AssertionClaims<'a> {
 impl std::fmt::Debug for GoogleTokenSource {
     // Hand-written so that no key or token can ever be printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let signer = self.signer();
         f.debug_struct("GoogleTokenSource")
-            .field("client_email", &self.client_email)
-            .field("endpoint", &self.endpoint)
+            .field("client_email", &signer.client_email)
+            .field("endpoint", &signer.endpoint)
             .finish_non_exhaustive()
     }
 }
 
-impl GoogleTokenSource {
+impl Signer {
     /// Reads a service-account key file (JSON with `client_email`, `private_key` and
     /// optionally `token_uri`, `private_key_id`). `token_url` overrides where assertions
-    /// are exchanged (tests). A key that cannot sign is a configuration error here, at cold
-    /// start, rather than at the first request.
-    pub fn new(
+    /// are exchanged (tests).
+    fn new(
         key_json: &SecretString,
+        version: &str,
         token_url: Option<&str>,
-        http: reqwest::Client,
     ) -> Result<Self, ConfigError> {
         // Parsed as a `Value` first and read by hand: serde's typed errors can quote the
         // offending value, which could be the private key.
@@ -110,26 +124,93 @@ impl GoogleTokenSource {
         let key = EncodingKey::from_rsa_pem(private_key.as_bytes()).map_err(|_| {
             ConfigError("the service account private_key is not an RSA PEM key".into())
         })?;
-        let source = Self {
-            http,
+        let signer = Self {
+            version: version.to_owned(),
             client_email,
             key_id: text("private_key_id").filter(|s| !s.is_empty()),
             key,
             audience,
             endpoint,
-            cached: RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(()),
         };
         // The PEM is only decoded into an RSA key when signing, so sign once now.
-        source.assertion().map_err(|_| {
+        signer.assertion().map_err(|_| {
             ConfigError("the service account private_key cannot sign (is it an RSA key?)".into())
         })?;
-        Ok(source)
+        Ok(signer)
     }
 
-    /// The service account's email (the assertion's issuer).
-    pub fn client_email(&self) -> &str {
-        &self.client_email
+    fn assertion(&self) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = AssertionClaims {
+            iss: &self.client_email,
+            scope: CLOUD_PLATFORM_SCOPE,
+            aud: &self.audience,
+            iat: now,
+            exp: now + ASSERTION_LIFETIME.as_secs() as i64,
+        };
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid.clone_from(&self.key_id);
+        jsonwebtoken::encode(&header, &claims, &self.key)
+    }
+}
+
+impl GoogleTokenSource {
+    /// Access tokens for the service account whose key file is `key_json` (given, or read
+    /// from Secrets Manager already). `token_url` overrides where assertions are exchanged
+    /// (tests). A key that cannot sign is a configuration error here, at cold start, rather
+    /// than at the first request.
+    pub fn new(
+        key_json: &Secret,
+        token_url: Option<&str>,
+        http: reqwest::Client,
+    ) -> Result<Self, ConfigError> {
+        let versions = key_json
+            .in_hand()
+            .ok_or_else(|| ConfigError("the service account key was not read".into()))?;
+        let signer = Signer::new(&versions.current, &versions.version, token_url)?;
+        Ok(Self {
+            http,
+            key_json: key_json.clone(),
+            token_url: token_url.map(str::to_owned),
+            signer: RwLock::new(Arc::new(signer)),
+            cached: RwLock::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The signer in use.
+    fn signer(&self) -> Arc<Signer> {
+        self.signer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The signer of the key file's current version: a new one when the key was rotated.
+    /// A rotated key that cannot sign is logged, and the one in use stays.
+    async fn current_signer(&self) -> Arc<Signer> {
+        let signer = self.signer();
+        let Some(versions) = self.key_json.versions().await else {
+            return signer;
+        };
+        if versions.version == signer.version {
+            return signer;
+        }
+        match Signer::new(
+            &versions.current,
+            &versions.version,
+            self.token_url.as_deref(),
+        ) {
+            Ok(rotated) => {
+                let rotated = Arc::new(rotated);
+                *self.signer.write().unwrap_or_else(PoisonError::into_inner) = rotated.clone();
+                rotated
+            }
+            Err(error) => {
+                tracing::error!(%error, "the rotated service account key is unusable; the previous one stays");
+                signer
+            }
+        }
     }
 
     /// A valid access token: the cached one, or a fresh one from one exchange shared by all
@@ -167,23 +248,10 @@ impl GoogleTokenSource {
             .map(|c| c.token.clone())
     }
 
-    fn assertion(&self) -> Result<String, jsonwebtoken::errors::Error> {
-        let now = chrono::Utc::now().timestamp();
-        let claims = AssertionClaims {
-            iss: &self.client_email,
-            scope: CLOUD_PLATFORM_SCOPE,
-            aud: &self.audience,
-            iat: now,
-            exp: now + ASSERTION_LIFETIME.as_secs() as i64,
-        };
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid.clone_from(&self.key_id);
-        jsonwebtoken::encode(&header, &claims, &self.key)
-    }
-
     /// One round trip to the token endpoint: the token and how long it lives.
     async fn exchange(&self) -> Result<(SecretString, Duration), TokenError> {
-        let assertion = self
+        let signer = self.current_signer().await;
+        let assertion = signer
             .assertion()
             .map_err(|_| TokenError("signing the assertion failed".into()))?;
         let body = format!(
@@ -193,7 +261,7 @@ impl GoogleTokenSource {
         );
         let response = self
             .http
-            .post(&self.endpoint)
+            .post(&signer.endpoint)
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
@@ -268,8 +336,8 @@ mod tests {
             r#"{"client_email": "a@b", "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}"#,
         ];
         for case in cases {
-            let err = GoogleTokenSource::new(&SecretString::from(case), None, http.clone())
-                .expect_err(case);
+            let err =
+                GoogleTokenSource::new(&Secret::from(case), None, http.clone()).expect_err(case);
             assert!(!err.0.contains("secret"), "{err}");
             assert!(!err.0.contains("AAAA"), "{err}");
         }

@@ -340,7 +340,7 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
             Ok((S::OK, handlers::list_events(app, &who, since, limit).await?))
         }
         Route::Broadcast => {
-            let on_behalf_of = app.auth.authenticate_service(&req.headers)?;
+            let on_behalf_of = app.auth.authenticate_service(&req.headers).await?;
             let request = handlers::BroadcastRequest::parse(json_body(req)?)?;
             Ok((
                 S::ACCEPTED,

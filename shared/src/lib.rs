@@ -13,6 +13,7 @@ pub mod ids;
 pub mod images;
 pub mod push;
 pub mod registry;
+pub mod secrets;
 pub mod snapshot;
 pub mod store;
 

@@ -21,6 +21,22 @@ use support::{business, fields, product, uid};
 // ---------------------------------------------------------------------------------------
 
 /// The fields of the document at `path`, if it is there.
+/// A create of `path` with `value`'s fields.
+fn create(path: &DocPath, value: serde_json::Value) -> Write {
+    Write::Create {
+        path: path.clone(),
+        fields: fields(value),
+    }
+}
+
+/// A delete of `path` under `precondition`.
+fn delete(path: &DocPath, precondition: Precondition) -> Write {
+    Write::Delete {
+        path: path.clone(),
+        precondition,
+    }
+}
+
 async fn got(store: &dyn DocumentStore, path: &DocPath) -> Option<Fields> {
     store.get(path).await.expect("get").map(|d| d.fields)
 }
@@ -174,20 +190,14 @@ async fn commit_applies_every_write(store: &dyn DocumentStore) {
         .expect("create c");
     let versions = store
         .commit(vec![
-            Write::Create {
-                path: a.clone(),
-                fields: fields(json!({"name": "a"})),
-            },
+            create(&a, json!({"name": "a"})),
             Write::Update {
                 path: b.clone(),
                 fields: fields(json!({"name": "b2"})),
                 mask: vec!["name".into(), "n".into()],
                 precondition: Precondition::Exists,
             },
-            Write::Delete {
-                path: c.clone(),
-                precondition: Precondition::Exists,
-            },
+            delete(&c, Precondition::Exists),
         ])
         .await
         .expect("commit");
@@ -214,14 +224,8 @@ async fn a_failed_commit_applies_nothing(store: &dyn DocumentStore) {
     // The second write fails its precondition: the first must not be applied.
     let err = store
         .commit(vec![
-            Write::Create {
-                path: fresh.clone(),
-                fields: fields(json!({"name": "fresh"})),
-            },
-            Write::Create {
-                path: existing.clone(),
-                fields: fields(json!({"name": "clobbered"})),
-            },
+            create(&fresh, json!({"name": "fresh"})),
+            create(&existing, json!({"name": "clobbered"})),
         ])
         .await
         .expect_err("commit");
@@ -238,10 +242,7 @@ async fn a_failed_commit_applies_nothing(store: &dyn DocumentStore) {
                 mask: vec!["name".into()],
                 precondition: Precondition::Exists,
             },
-            Write::Delete {
-                path: missing.clone(),
-                precondition: Precondition::Exists,
-            },
+            delete(&missing, Precondition::Exists),
         ])
         .await
         .expect_err("commit");
@@ -283,25 +284,16 @@ async fn version_preconditions_compare_and_set(store: &dyn DocumentStore) {
     // Delete without a precondition: fine whether or not the document is there.
     let other = product("alice", "b1", "never");
     store
-        .commit(vec![Write::Delete {
-            path: other.clone(),
-            precondition: Precondition::None,
-        }])
+        .commit(vec![delete(&other, Precondition::None)])
         .await
         .expect("deleting a missing document without a precondition");
     let err = store
-        .commit(vec![Write::Delete {
-            path: path.clone(),
-            precondition: Precondition::At(first.version.clone()),
-        }])
+        .commit(vec![delete(&path, Precondition::At(first.version.clone()))])
         .await
         .expect_err("stale delete");
     assert_eq!(err, StoreError::PreconditionFailed(path.as_str().into()));
     store
-        .commit(vec![Write::Delete {
-            path: path.clone(),
-            precondition: Precondition::At(second.version),
-        }])
+        .commit(vec![delete(&path, Precondition::At(second.version))])
         .await
         .expect("delete at the current version");
     assert_eq!(got(store, &path).await, None);
@@ -376,9 +368,11 @@ async fn list_returns_one_collection_of_one_user(store: &dyn DocumentStore) {
 async fn list_follows_pages(store: &dyn DocumentStore) {
     // More than one page (300) of Firestore's listing.
     let writes = (0..301)
-        .map(|i| Write::Create {
-            path: product("alice", "b1", &format!("p{i:03}")),
-            fields: fields(json!({"name": format!("p{i:03}")})),
+        .map(|i| {
+            create(
+                &product("alice", "b1", &format!("p{i:03}")),
+                json!({"name": format!("p{i:03}")}),
+            )
         })
         .collect();
     store.commit(writes).await.expect("commit");
@@ -620,10 +614,7 @@ async fn a_persistent_memory_store_survives_a_reopen() {
                     path: business("alice", "never"),
                     fields: Fields::new(),
                 },
-                Write::Delete {
-                    path: gone.clone(),
-                    precondition: Precondition::Exists,
-                },
+                delete(&gone, Precondition::Exists),
             ])
             .await
             .expect_err("commit");
@@ -740,9 +731,11 @@ mod firestore_calls {
         // A listing longer than a page follows the page tokens: one GET per page (the
         // emulator answers at most 150 documents a page, whatever pageSize asks).
         let writes = (0..301)
-            .map(|i| Write::Create {
-                path: business("alice", &format!("b{i:03}")),
-                fields: fields(json!({"name": "b"})),
+            .map(|i| {
+                create(
+                    &business("alice", &format!("b{i:03}")),
+                    json!({"name": "b"}),
+                )
             })
             .collect();
         store.commit(writes).await.expect("commit");
@@ -831,10 +824,7 @@ mod firestore_failures {
                 .map(|_| ()),
             store.delete(&path).await,
             store
-                .commit(vec![Write::Delete {
-                    path: path.clone(),
-                    precondition: Precondition::Exists,
-                }])
+                .commit(vec![delete(&path, Precondition::Exists)])
                 .await
                 .map(|_| ()),
         ];
@@ -860,29 +850,29 @@ mod firestore_failures {
     }
 
     #[tokio::test]
-    async fn server_errors_may_have_applied_a_write() {
-        let body = r#"{"error":{"code":503,"message":"try later","status":"UNAVAILABLE"}}"#;
-        let store = store_answered_by(StatusCode::SERVICE_UNAVAILABLE, body).await;
-        assert_failures(&store, Writes::Indeterminate).await;
-    }
-
-    #[tokio::test]
-    async fn a_404_that_is_not_from_firestore_is_unavailable_not_missing() {
-        let store = store_answered_by(StatusCode::NOT_FOUND, "Not Found").await;
-        assert_failures(&store, Writes::Unavailable).await;
-    }
-
-    #[tokio::test]
-    async fn a_refusal_writes_nothing() {
-        let body = r#"{"error":{"code":429,"message":"slow down","status":"RESOURCE_EXHAUSTED"}}"#;
-        let store = store_answered_by(StatusCode::TOO_MANY_REQUESTS, body).await;
-        assert_failures(&store, Writes::Unavailable).await;
-    }
-
-    #[tokio::test]
-    async fn an_unexpected_success_body_may_have_applied_a_write() {
-        let store = store_answered_by(StatusCode::OK, "<html>hello</html>").await;
-        assert_failures(&store, Writes::Indeterminate).await;
+    async fn each_kind_of_failed_answer_says_whether_a_write_may_have_applied() {
+        let cases = [
+            // A server error may come after the write was applied.
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":{"code":503,"message":"try later","status":"UNAVAILABLE"}}"#,
+                Writes::Indeterminate,
+            ),
+            // A 404 that is not from Firestore (a proxy's) is no answer about the document.
+            (StatusCode::NOT_FOUND, "Not Found", Writes::Unavailable),
+            // A refusal writes nothing.
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"error":{"code":429,"message":"slow down","status":"RESOURCE_EXHAUSTED"}}"#,
+                Writes::Unavailable,
+            ),
+            // A success that is not Firestore's may have applied the write.
+            (StatusCode::OK, "<html>hello</html>", Writes::Indeterminate),
+        ];
+        for (status, body, writes) in cases {
+            let store = store_answered_by(status, body).await;
+            assert_failures(&store, writes).await;
+        }
         // A document that is not one, from the calls that return documents.
         let store = store_answered_by(StatusCode::OK, r#"{"fields": 7}"#).await;
         let path = business("alice", "b1");
@@ -937,6 +927,7 @@ mod google_token {
 
     use adsync::config::FirestoreConfig;
     use adsync::google::{CLOUD_PLATFORM_SCOPE, GoogleTokenSource};
+    use adsync::secrets::Secret;
     use adsync::store::firestore::FirestoreStore;
     use adsync::store::{DocPath, DocumentStore, StoreError};
     use axum::extract::{Request, State};
@@ -945,7 +936,7 @@ mod google_token {
     use axum::routing::post;
     use axum::{Form, Json, Router};
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-    use secrecy::{ExposeSecret, SecretString};
+    use secrecy::ExposeSecret;
     use serde_json::{Value, json};
 
     use crate::support::{fields, fixture, http_client, serve, uid};
@@ -1068,8 +1059,8 @@ mod google_token {
         .into_response()
     }
 
-    fn key_json(pem_file: &str, token_uri: &str) -> SecretString {
-        SecretString::from(
+    fn key_json(pem_file: &str, token_uri: &str) -> Secret {
+        Secret::from(
             json!({
                 "type": "service_account",
                 "project_id": "demo-real",
@@ -1263,7 +1254,7 @@ mod google_token {
             let config = FirestoreConfig {
                 base_url: "https://firestore.googleapis.com".into(),
                 emulator: false,
-                service_account: Some(SecretString::from(key)),
+                service_account: Some(Secret::from(key)),
                 token_url: None,
             };
             assert!(

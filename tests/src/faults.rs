@@ -848,6 +848,14 @@ mod tests {
             .unwrap_or_else(|_| panic!("{what} did not finish"))
     }
 
+    /// What the spawned request `task` was answered, within [`soon`]'s limit.
+    async fn answered(
+        what: &str,
+        task: JoinHandle<reqwest::Result<reqwest::Response>>,
+    ) -> reqwest::Response {
+        soon(what, task).await.expect("task").expect("answered")
+    }
+
     #[tokio::test]
     async fn forwards_requests_and_responses_unchanged_over_one_connection() {
         let (upstream, proxy, client) = setup().await;
@@ -1084,10 +1092,7 @@ mod tests {
         assert!(!request.is_finished());
 
         assert_eq!(gate.release(), 1);
-        let r = soon("the released request", request)
-            .await
-            .expect("task")
-            .expect("answered");
+        let r = answered("the released request", request).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(json_of(r).await["body"], "held");
         assert_eq!(gate.parked(), 0);
@@ -1130,10 +1135,7 @@ mod tests {
         soon("parking", gate.reached()).await;
         assert!(upstream.seen().is_empty(), "not forwarded while parked");
         assert_eq!(gate.release(), 1);
-        let r = soon("the released request", released)
-            .await
-            .expect("task")
-            .expect("answered");
+        let r = answered("the released request", released).await;
         assert_eq!(json_of(r).await["body"], "second");
         assert_eq!(upstream.seen().len(), 1);
     }
@@ -1149,10 +1151,7 @@ mod tests {
         assert_eq!(soon("parking", gate.reached_n(3)).await, 3);
         assert_eq!(gate.release(), 3);
         for request in requests {
-            let r = soon("a released request", request)
-                .await
-                .expect("task")
-                .expect("answered");
+            let r = answered("a released request", request).await;
             assert_eq!(r.status(), StatusCode::OK);
         }
         assert_eq!(upstream.seen().len(), 3);
@@ -1181,10 +1180,7 @@ mod tests {
         }
         assert!(!slow.is_finished());
         gate.release();
-        let r = soon("the released request", slow)
-            .await
-            .expect("task")
-            .expect("answered");
+        let r = answered("the released request", slow).await;
         assert_eq!(json_of(r).await["uri"], "/slow");
         assert_eq!(upstream.seen().len(), 4);
     }

@@ -363,3 +363,43 @@ pub fn websocket_event(
     }
     event
 }
+
+/// A Secrets Manager client of `endpoint` (moto speaks the protocol on the DynamoDB
+/// server's port), with placeholder credentials.
+pub async fn secrets_manager(endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    let sdk = adsync::app::aws_sdk_config(
+        adsync::config::AwsCredentials::Placeholder,
+        &adsync::config::Timeouts::default(),
+    )
+    .await;
+    let config = aws_sdk_secretsmanager::config::Builder::from(&sdk)
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
+/// Stores `value` as secret `name` on `endpoint`: creates the secret, or, when it exists,
+/// makes `value` its current version (the previous one becomes `AWSPREVIOUS`), as a
+/// rotation does.
+pub async fn put_secret(endpoint: &str, name: &str, value: &str) {
+    let client = secrets_manager(endpoint).await;
+    let created = client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await;
+    if let Err(e) = created {
+        let exists = e
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_exists_exception());
+        assert!(exists, "creating secret {name}: {e:?}");
+        client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("rotating secret {name}: {e:?}"));
+    }
+}

@@ -287,21 +287,63 @@ fn template_function_variables() -> BTreeMap<String, Vec<String>> {
     variables
 }
 
+/// Each function's resource in `template.yaml`, by its binary's name.
+fn template_function_blocks() -> BTreeMap<String, String> {
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).expect("template.yaml");
+    let mut blocks = BTreeMap::new();
+    let mut block = String::new();
+    let mut flush = |block: &str| {
+        if let Some(binary) = block.lines().find_map(|l| l.trim().strip_prefix("Binary:")) {
+            blocks.insert(binary.trim().to_owned(), block.to_owned());
+        }
+    };
+    for line in template.lines() {
+        let resource = line.len() > 2 && line.starts_with("  ") && !line[2..].starts_with(' ');
+        if resource {
+            flush(&block);
+            block.clear();
+        }
+        block.push_str(line);
+        block.push('\n');
+    }
+    flush(&block);
+    blocks
+}
+
 #[test]
-fn each_function_gets_only_the_secrets_it_uses() {
+fn each_function_names_only_the_secrets_it_uses_and_may_read_only_those() {
     use adsync::function::{Function, Need};
     let variables = template_function_variables();
+    let blocks = template_function_blocks();
     for function in Function::all() {
         let needs = function.needs();
-        let has = |name: &str| variables[function.name()].iter().any(|v| v == name);
+        let name = function.name();
+        let has = |var: &str| variables[name].iter().any(|v| v == var);
+        let may_read = |policy: &str| blocks[name].contains(&format!("!Ref {policy}"));
+        let google = needs.documents || needs.images != Need::No;
+        assert_eq!(has("GOOGLE_SERVICE_ACCOUNT_SECRET_ID"), google, "{name}");
         assert_eq!(
-            has("GOOGLE_SERVICE_ACCOUNT_JSON"),
-            needs.documents || needs.images != Need::No,
-            "{}",
-            function.name()
+            may_read("GoogleServiceAccountSecretPolicy"),
+            google,
+            "{name}"
         );
-        assert_eq!(has("SERVICE_KEY"), needs.service_key, "{}", function.name());
+        assert_eq!(has("SERVICE_KEY_SECRET_ID"), needs.service_key, "{name}");
+        assert_eq!(
+            may_read("ServiceKeySecretPolicy"),
+            needs.service_key,
+            "{name}"
+        );
+        let ai = needs.ai != Need::No;
+        assert_eq!(has("AI_API_KEY_SECRET_ID"), ai, "{name}");
+        assert_eq!(may_read("AiApiKeySecretPolicy"), ai, "{name}");
+        // No value of a secret in a function's configuration: only names.
+        assert!(!blocks[name].contains("resolve:secretsmanager"), "{name}");
     }
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).unwrap();
+    assert!(
+        !template.contains("{{resolve:secretsmanager"),
+        "a dynamic reference puts the value in plain text in the configuration"
+    );
 }
 
 /// The values of a flow list of `template.yaml` such as `AllowHeaders: [A, B]`.

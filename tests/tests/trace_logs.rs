@@ -5,7 +5,7 @@
 //! caps it.
 //!
 //! Metrics (EMF lines) are written whatever the level, since raising it must not blind the
-//! operators.
+//! operators. A secret read from Secrets Manager (on moto) is not logged either.
 //!
 //! The function binaries come from `FUNCTION_BIN_DIR` (`scripts/test` builds them); the
 //! Lambda Runtime API is emulated here.
@@ -122,7 +122,7 @@ fn sample_event(name: &str) -> Value {
 /// Runs the function `binary` on `events` at TRACE, on a table of its own; its answers and
 /// its whole output.
 async fn run_at_trace(binary: &str, events: &[Value]) -> (Vec<(String, Value)>, String) {
-    run(binary, events, "trace", &fresh_table().await).await
+    run(binary, events, "trace", &fresh_table().await, &[]).await
 }
 
 /// A new connection table on the DynamoDB server.
@@ -151,13 +151,15 @@ fn required(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test"))
 }
 
-/// Runs the function `binary` on `events` with `RUST_LOG=rust_log` over `table`; its answers
-/// and its whole output.
+/// Runs the function `binary` on `events` with `RUST_LOG=rust_log` over `table`, its
+/// settings changed by `changes` (a value, or `None` to unset); its answers and its whole
+/// output.
 async fn run(
     binary: &str,
     events: &[Value],
     rust_log: &str,
     table: &str,
+    changes: &[(&str, Option<&str>)],
 ) -> (Vec<(String, Value)>, String) {
     let Ok(dir) = std::env::var("FUNCTION_BIN_DIR") else {
         panic!(
@@ -183,7 +185,8 @@ async fn run(
             .push_back((format!("request-{i}"), event.clone()));
     }
     let api = runtime.serve().await;
-    let child = tokio::process::Command::new(&path)
+    let mut command = tokio::process::Command::new(&path);
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", api)
@@ -208,16 +211,27 @@ async fn run(
         .env("RUST_LOG", rust_log)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    for (name, value) in changes {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let child = command
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", path.display()));
     // Read as it comes: a full pipe would block the function's logging, and the function.
     let mut child = child;
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let answers = runtime.answers(events.len()).await;
-    // Idle now, waiting for the next event: stopping it ends its output.
-    child.start_kill().unwrap();
+    // A function that fails its init exits; one that ran the events idles, waiting for the
+    // next: stopping it ends its output.
+    let answers = tokio::select! {
+        answers = runtime.answers(events.len()) => answers,
+        _ = child.wait() => runtime.answers.lock().unwrap().clone(),
+    };
+    let _ = child.start_kill();
     child.wait().await.unwrap();
     let text = format!(
         "{}{}",
@@ -295,16 +309,18 @@ async fn functions_at_trace_log_no_token_and_no_service_key() {
 
 #[tokio::test]
 async fn metrics_are_written_whatever_the_log_level() {
+    // A socket of alice's, then a broadcast to it, both at RUST_LOG=error.
     let table = fresh_table().await;
-    let (answers, _) = run(
-        "ws-connect",
-        &[sample_event("ws-connect-query")],
-        "error",
-        &table,
-    )
-    .await;
+    let mut runs = Vec::new();
+    for (function, event) in [
+        ("ws-connect", "ws-connect-query"),
+        ("broadcast", "broadcast"),
+    ] {
+        runs.push(run(function, &[sample_event(event)], "error", &table, &[]).await);
+    }
+    let (answers, _) = &runs[0];
     assert_eq!(answers[0].1["statusCode"], 200, "{answers:?}");
-    let (answers, output) = run("broadcast", &[sample_event("broadcast")], "error", &table).await;
+    let (answers, output) = &runs[1];
     assert_eq!(answers[0].1["statusCode"], 202, "{answers:?}\n{output}");
     assert!(!output.contains("\"INFO\""), "RUST_LOG=error: {output}");
     let metrics: Value = output
@@ -313,4 +329,46 @@ async fn metrics_are_written_whatever_the_log_level() {
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no metrics at RUST_LOG=error: {output}"));
     assert_eq!(metrics["EventsPushed"], 1, "{metrics}");
+}
+
+#[tokio::test]
+async fn a_function_reads_its_secret_from_secrets_manager_and_logs_it_nowhere() {
+    // moto speaks Secrets Manager's protocol on the DynamoDB server's port.
+    let moto = required("DYNAMODB_ENDPOINT");
+    let name = format!(
+        "trace-service-key-{}",
+        adsync::ids::Uid::generate().as_str().to_lowercase()
+    );
+    integration_tests::put_secret(&moto, &name, SERVICE_KEY).await;
+    // The function reads its key; one whose secret does not exist stops at cold start.
+    let mut runs = Vec::new();
+    for (secret, rust_log) in [(name.as_str(), "trace"), ("trace-never-created", "info")] {
+        let from_secrets_manager = [
+            ("SERVICE_KEY", None),
+            ("SERVICE_KEY_SECRET_ID", Some(secret)),
+            ("SECRETS_MANAGER_ENDPOINT", Some(moto.as_str())),
+        ];
+        let table = fresh_table().await;
+        let events = [sample_event("broadcast")];
+        runs.push(
+            run(
+                "broadcast",
+                &events,
+                rust_log,
+                &table,
+                &from_secrets_manager,
+            )
+            .await,
+        );
+    }
+    let (answers, output) = &runs[0];
+    assert_eq!(answers[0].1["statusCode"], 202, "{answers:?}\n{output}");
+    assert_no_secret("broadcast", output, &[SERVICE_KEY]);
+
+    let (answers, output) = &runs[1];
+    assert!(answers.is_empty(), "{answers:?}\n{output}");
+    assert!(
+        output.contains("SERVICE_KEY_SECRET_ID: secret `trace-never-created` does not exist"),
+        "{output}"
+    );
 }

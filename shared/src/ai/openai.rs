@@ -16,7 +16,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -47,7 +47,6 @@ hashtags. Keep prices exactly as given.";
 pub struct OpenAiProvider {
     http: reqwest::Client,
     config: OpenAiConfig,
-    authorization: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for OpenAiProvider {
@@ -89,21 +88,18 @@ impl OpenAiProvider {
             .pool_idle_timeout(Duration::from_secs(300))
             .build()
             .map_err(|e| ConfigError(format!("building the AI HTTP client: {e}")))?;
-        let authorization = config
-            .api_key
-            .as_ref()
-            .map(|key| {
-                let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose_secret()))
-                    .map_err(|_| ConfigError("AI_API_KEY is not a valid header value".into()))?;
-                value.set_sensitive(true);
-                Ok::<_, ConfigError>(value)
-            })
-            .transpose()?;
-        Ok(Self {
-            http,
-            config,
-            authorization,
-        })
+        // The key in hand is checked now, at cold start; a rotated one at its first use.
+        if let Some(key) = config.api_key.as_ref().and_then(|k| k.in_hand()) {
+            authorization(&key.current)
+                .ok_or_else(|| ConfigError("AI_API_KEY is not a valid header value".into()))?;
+        }
+        Ok(Self { http, config })
+    }
+
+    /// The API key to send now (a rotated one once it is read).
+    async fn api_key(&self) -> Option<SecretString> {
+        let key = self.config.api_key.as_ref()?;
+        key.versions().await.map(|v| v.current.clone())
     }
 
     fn timed_out(&self) -> AiError {
@@ -116,6 +112,13 @@ impl OpenAiProvider {
     /// One POST with the retry policy of the module; the answer's JSON.
     async fn post(&self, call: Call, path: &str, body: &Value) -> Result<Value, AiError> {
         let url = format!("{}/{path}", self.config.base_url);
+        let key = self.api_key().await;
+        let auth = match &key {
+            None => None,
+            Some(key) => Some(authorization(key).ok_or_else(|| {
+                AiError::Failed("the AI API key is not a valid header value".into())
+            })?),
+        };
         let mut retried = false;
         loop {
             let mut request = self
@@ -123,7 +126,7 @@ impl OpenAiProvider {
                 .post(&url)
                 .json(body)
                 .timeout(crate::deadline::budget(self.config.timeout));
-            if let Some(auth) = &self.authorization {
+            if let Some(auth) = &auth {
                 request = request.header(AUTHORIZATION, auth.clone());
             }
             let response = match request.send().await {
@@ -157,7 +160,12 @@ impl OpenAiProvider {
             }
             let bytes = self.read(call, response, MAX_ANSWER_BYTES).await?;
             if !status.is_success() {
-                return Err(AiError::Failed(self.error_message(call, status, &bytes)));
+                return Err(AiError::Failed(self.error_message(
+                    call,
+                    status,
+                    &bytes,
+                    key.as_ref(),
+                )));
             }
             return serde_json::from_slice(&bytes).map_err(|_| {
                 AiError::Failed(format!(
@@ -210,7 +218,13 @@ impl OpenAiProvider {
     /// What went wrong, from the provider's error body (`{"error": {"message"}}`), never
     /// quoting a key: a refused key is described, not echoed (OpenAI's message repeats part
     /// of it), and the configured key is blanked out of any message.
-    fn error_message(&self, call: Call, status: StatusCode, body: &[u8]) -> String {
+    fn error_message(
+        &self,
+        call: Call,
+        status: StatusCode,
+        body: &[u8],
+        key: Option<&SecretString>,
+    ) -> String {
         let code = status.as_u16();
         if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             return format!("the AI provider refused the API key (HTTP {code})");
@@ -225,7 +239,7 @@ impl OpenAiProvider {
                     .map(str::to_owned)
             })
             .map(|m| {
-                let m = match &self.config.api_key {
+                let m = match key {
                     Some(key) if !key.expose_secret().is_empty() => {
                         m.replace(key.expose_secret(), "[key]")
                     }
@@ -411,6 +425,13 @@ pub fn caption_prompt(facts: &ProductFacts, prompt: Option<&str>) -> String {
     lines.join("\n")
 }
 
+/// `Authorization: Bearer {key}`, marked sensitive; `None` if the key cannot be a header.
+fn authorization(key: &SecretString) -> Option<HeaderValue> {
+    let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose_secret())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,17 +488,19 @@ mod tests {
             Duration::from_secs(1),
         )
         .unwrap();
+        let key = SecretString::from("sk-live-123");
+        let key = Some(&key);
         let body = br#"{"error": {"message": "Incorrect API key provided: sk-live-123"}}"#;
-        let refused = provider.error_message(Call::Image, StatusCode::UNAUTHORIZED, body);
+        let refused = provider.error_message(Call::Image, StatusCode::UNAUTHORIZED, body, key);
         assert_eq!(refused, "the AI provider refused the API key (HTTP 401)");
-        let other = provider.error_message(Call::Caption, StatusCode::BAD_REQUEST, body);
+        let other = provider.error_message(Call::Caption, StatusCode::BAD_REQUEST, body, key);
         assert!(!other.contains("sk-live-123"), "{other}");
         assert!(
             other.starts_with("AI provider caption failed (HTTP 400): Incorrect"),
             "{other}"
         );
         assert!(!format!("{provider:?}").contains("sk-live"));
-        let plain = provider.error_message(Call::Image, StatusCode::BAD_GATEWAY, b"<html>");
+        let plain = provider.error_message(Call::Image, StatusCode::BAD_GATEWAY, b"<html>", key);
         assert_eq!(plain, "AI provider image generation failed (HTTP 502)");
     }
 }

@@ -235,6 +235,7 @@ impl Authenticator {
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AppError> {
         if headers.contains_key(SERVICE_KEY_HEADER) {
             return service::on_behalf_of(self.config.service_key.as_ref(), headers)
+                .await
                 .map(|on_behalf_of| Principal::Service { on_behalf_of });
         }
         match bearer_token(headers)? {
@@ -249,9 +250,9 @@ impl Authenticator {
 
     /// For service-only routes (broadcast): the uid the service acts for. A user's token
     /// here is 403, no credentials 401.
-    pub fn authenticate_service(&self, headers: &HeaderMap) -> Result<Uid, AppError> {
+    pub async fn authenticate_service(&self, headers: &HeaderMap) -> Result<Uid, AppError> {
         if headers.contains_key(SERVICE_KEY_HEADER) {
-            return service::on_behalf_of(self.config.service_key.as_ref(), headers);
+            return service::on_behalf_of(self.config.service_key.as_ref(), headers).await;
         }
         if headers.contains_key(AUTHORIZATION) {
             return Err(AppError::Forbidden(

@@ -403,17 +403,13 @@ impl EventLog for DynamoRegistry {
         }
     }
 
-    async fn after(&self, uid: &Uid, since: u64, limit: usize) -> Result<LogPage, RegistryError> {
-        self.log_page(uid, Direction::Forward(since), limit).await
-    }
-
-    async fn before(
+    async fn page(
         &self,
         uid: &Uid,
-        before: Option<u64>,
+        direction: Direction,
         limit: usize,
     ) -> Result<LogPage, RegistryError> {
-        self.log_page(uid, Direction::Backward(before), limit).await
+        self.log_page(uid, direction, limit).await
     }
 }
 

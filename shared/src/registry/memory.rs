@@ -388,17 +388,13 @@ impl EventLog for MemoryRegistry {
             .unwrap_or_default())
     }
 
-    async fn after(&self, uid: &Uid, since: u64, limit: usize) -> Result<LogPage, RegistryError> {
-        Ok(self.log_page(uid, Direction::Forward(since), limit))
-    }
-
-    async fn before(
+    async fn page(
         &self,
         uid: &Uid,
-        before: Option<u64>,
+        direction: Direction,
         limit: usize,
     ) -> Result<LogPage, RegistryError> {
-        Ok(self.log_page(uid, Direction::Backward(before), limit))
+        Ok(self.log_page(uid, direction, limit))
     }
 }
 

@@ -123,8 +123,18 @@ pub trait EventLog: Send + Sync {
     /// The user's head.
     async fn head(&self, uid: &Uid) -> Result<Head, RegistryError>;
 
+    /// At most `limit` entries of `uid`'s log, read the way `direction` says.
+    async fn page(
+        &self,
+        uid: &Uid,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<LogPage, RegistryError>;
+
     /// Entries with `seq > since`, oldest first, at most `limit` of them.
-    async fn after(&self, uid: &Uid, since: u64, limit: usize) -> Result<LogPage, RegistryError>;
+    async fn after(&self, uid: &Uid, since: u64, limit: usize) -> Result<LogPage, RegistryError> {
+        self.page(uid, Direction::Forward(since), limit).await
+    }
 
     /// Entries with `seq < before` (all of them when `None`), newest first, at most `limit`.
     async fn before(
@@ -132,7 +142,9 @@ pub trait EventLog: Send + Sync {
         uid: &Uid,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<LogPage, RegistryError>;
+    ) -> Result<LogPage, RegistryError> {
+        self.page(uid, Direction::Backward(before), limit).await
+    }
 }
 
 /// A per-user budget spent by a reservation: at most `limit` reservations per `window`,
@@ -157,7 +169,7 @@ pub enum Reserved {
 
 /// Which way a page of a user's log is read.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Direction {
+pub enum Direction {
     /// Entries after this seq, oldest first.
     Forward(u64),
     /// Entries before this seq (from the top when `None`), newest first.

@@ -129,36 +129,23 @@ async fn broadcasts_have_a_budget_per_user(kind: Kind) {
     room_in_the_minute().await;
     let socket = t.connect("alice").await;
     let progress = json!({"event": "ai:progress", "data": {"percent": 50}});
-    for seq in 1..=2 {
-        let r = t
-            .call(
-                Caller::Service("alice"),
-                Method::POST,
-                "/broadcast",
-                Some(progress.clone()),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-        assert_eq!(t.next(&socket).await["seq"], seq);
-    }
-    let r = t
-        .call(
-            Caller::Service("alice"),
+    let broadcast = async |to: &str| {
+        t.call(
+            Caller::Service(to),
             Method::POST,
             "/broadcast",
             Some(progress.clone()),
         )
-        .await;
-    assert_refused(&r, "broadcasts", 60);
+        .await
+    };
+    for seq in 1..=2 {
+        let r = broadcast("alice").await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        assert_eq!(t.next(&socket).await["seq"], seq);
+    }
+    assert_refused(&broadcast("alice").await, "broadcasts", 60);
     t.ping(&socket).await;
-    let r = t
-        .call(
-            Caller::Service("bob"),
-            Method::POST,
-            "/broadcast",
-            Some(progress),
-        )
-        .await;
+    let r = broadcast("bob").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
 }
 

@@ -10,7 +10,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::domain::{self, Resource};
 use crate::error::AppError;
-use crate::events::{self, CONTROL_EVENTS, DocEvent, Outbox, replay};
+use crate::events::{self, Control, DocEvent, Outbox, replay};
 use crate::ids::{BusinessId, ProductId, Uid};
 use crate::images::{Image, ObjectName};
 use crate::limits::{self, Budget};
@@ -751,7 +751,7 @@ fn is_event_name(s: &str) -> bool {
         && s.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b':')
         })
-        && !CONTROL_EVENTS.contains(&s)
+        && !Control::is_control(s)
 }
 
 #[cfg(test)]

@@ -212,14 +212,15 @@ pub fn max_chars(resource: Resource, field: &str) -> usize {
         })
 }
 
-/// A validated create body: known fields only, required ones present, no nulls.
+/// A validated create body: known fields only, required ones present and not null (a `null`
+/// optional field is as if left out).
 pub fn validate_new(
     resource: Resource,
     body: Map<String, Value>,
     urls: UrlRule,
 ) -> Result<Fields, AppError> {
     for spec in resource.fields().iter().filter(|s| s.required) {
-        if !body.contains_key(spec.name) {
+        if body.get(spec.name).is_none_or(Value::is_null) {
             return Err(AppError::BadRequest(format!(
                 "field `{}` is required",
                 spec.name
@@ -477,6 +478,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("`name`"), "{err}");
+        // A required field sent as null is missing, not left out.
+        let err = validate_new(
+            Resource::Business,
+            obj(json!({"name": null})),
+            UrlRule::HttpsOnly,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`name` is required"), "{err}");
+        let ok = validate_new(
+            Resource::Business,
+            obj(json!({"name": "A", "website": null})),
+            UrlRule::HttpsOnly,
+        )
+        .unwrap();
+        assert!(!ok.contains_key("website"));
         let err = validate_new(
             Resource::Product,
             obj(json!({"name": "A", "price": "3"})),

@@ -730,7 +730,8 @@ pub async fn broadcast(
         None => on_behalf_of.clone(),
         Some(uid) if &uid == on_behalf_of => uid,
         Some(_) => {
-            return Err(AppError::BadRequest(
+            // A service acting for one user cannot address another.
+            return Err(AppError::Forbidden(
                 "field `uid` must equal X-On-Behalf-Of".into(),
             ));
         }

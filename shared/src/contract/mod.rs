@@ -27,11 +27,15 @@ pub fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
+/// A path id as [`crate::ids::is_id`] accepts it, as a regular expression without anchors
+/// (`MAX_ID_LEN` spelled out: a test keeps the two equal).
+const ID_CHARS: &str = "[A-Za-z0-9_-]{1,128}";
+
 /// A path id (`businessId`, `productId`, `uid`) as [`crate::ids::is_id`] accepts it.
 pub fn id_schema() -> Value {
     json!({
         "type": "string",
-        "pattern": format!("^[A-Za-z0-9_-]{{1,{MAX_ID_LEN}}}$"),
+        "pattern": format!("^{ID_CHARS}$"),
         "description": format!("1 to {MAX_ID_LEN} characters of A-Z, a-z, 0-9, `_` or `-`"),
     })
 }
@@ -158,6 +162,16 @@ fn document(resource: Resource) -> Value {
     json!({"type": "object", "properties": props, "required": [key, "version"]})
 }
 
+/// A field a client may send: an optional one may also be `null` (on create: left out; on
+/// update: cleared).
+fn sent_field(spec: &FieldSpec) -> Value {
+    if spec.required {
+        input_field(spec.kind)
+    } else {
+        json!({"anyOf": [input_field(spec.kind), {"type": "null"}]})
+    }
+}
+
 /// A create body: the known fields, the required ones present, nothing else.
 fn create_body(resource: Resource) -> Value {
     let fields = resource.fields();
@@ -168,21 +182,16 @@ fn create_body(resource: Resource) -> Value {
         .collect();
     json!({
         "type": "object",
-        "properties": properties(fields, |f| input_field(f.kind)),
+        "properties": properties(fields, sent_field),
         "required": required,
         "additionalProperties": false,
+        "description": "an optional field sent as `null` is left out",
     })
 }
 
 /// A partial update: at least one known field; `null` clears an optional one.
 fn patch_body(resource: Resource) -> Value {
-    let props = properties(resource.fields(), |f| {
-        if f.required {
-            input_field(f.kind)
-        } else {
-            json!({"anyOf": [input_field(f.kind), {"type": "null"}]})
-        }
-    });
+    let props = properties(resource.fields(), sent_field);
     json!({
         "type": "object",
         "properties": props,
@@ -330,6 +339,11 @@ fn check_file(file: &str, generated: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_id_pattern_has_the_id_length() {
+        assert!(ID_CHARS.ends_with(&format!("{{1,{MAX_ID_LEN}}}")));
+    }
 
     /// The whitespace the pattern excludes is exactly what the server trims.
     #[test]

@@ -6,7 +6,7 @@
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::{error_body, id_schema, schema_ref, shared_schemas};
+use super::{ID_CHARS, error_body, id_schema, schema_ref, shared_schemas};
 use crate::auth::{ON_BEHALF_OF_HEADER, SERVICE_KEY_HEADER};
 use crate::error::AppError;
 use crate::events::DocEvent;
@@ -84,7 +84,11 @@ fn operation(route: Route) -> Operation {
             query: vec![],
             body: Body::OptionalJson(json!({
                 "type": "object",
-                "properties": {"after": {"type": ["string", "null"], "description": "the `next` of the previous answer"}},
+                "properties": {"after": {
+                    "type": ["string", "null"],
+                    "pattern": format!("^(businesses(:{id})?|products(:{id}/{id})?)$", id = ID_CHARS),
+                    "description": "the `next` of the previous answer (opaque: pass it back as it came)",
+                }},
                 "additionalProperties": false,
             })),
             success: (
@@ -228,7 +232,8 @@ fn operation(route: Route) -> Operation {
         Route::Broadcast => Operation {
             id: "broadcast",
             summary: "Services only: push an event to a user's connections",
-            description: "The event is recorded and pushed like the backend's own (n8n progress, say)."
+            description: "The event is recorded and pushed like the backend's own (n8n progress, say). \
+                403 for a user's token, or a `uid` other than X-On-Behalf-Of."
                 .into(),
             caller: Caller::Service,
             query: vec![],

@@ -138,7 +138,12 @@ async fn media_urls_cannot_leave_the_media_folder() {
 async fn the_contracts_and_their_pages_are_served() {
     let c = Client::start(Options::ephemeral()).await;
     let get = async |path: &str| {
-        let r = c.http.get(format!("{}{path}", c.base)).send().await.unwrap();
+        let r = c
+            .http
+            .get(format!("{}{path}", c.base))
+            .send()
+            .await
+            .unwrap();
         let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
         (r.status().as_u16(), content_type, r.text().await.unwrap())
     };
@@ -155,7 +160,10 @@ async fn the_contracts_and_their_pages_are_served() {
     served = serde_json::from_str(&body).unwrap();
     let host = c.base.trim_start_matches("http://");
     assert_eq!(served["servers"]["local"]["host"], host);
-    assert_eq!(served["operations"], adsync::contract::asyncapi::document()["operations"]);
+    assert_eq!(
+        served["operations"],
+        adsync::contract::asyncapi::document()["operations"]
+    );
 
     for (page, asset) in [
         ("/api", "/api/assets/swagger-ui-bundle.js"),
@@ -165,7 +173,11 @@ async fn the_contracts_and_their_pages_are_served() {
         assert_eq!(status, 200, "{page}");
         assert!(content_type.starts_with("text/html"), "{page}");
         assert!(html.contains(asset), "{page} loads {asset}");
-        for src in html.split("src=\"").skip(1).chain(html.split("href=\"").skip(1)) {
+        for src in html
+            .split("src=\"")
+            .skip(1)
+            .chain(html.split("href=\"").skip(1))
+        {
             let link = &src[..src.find('"').unwrap()];
             if link.starts_with("/api/assets/") {
                 let (status, _, body) = get(link).await;

@@ -422,7 +422,10 @@ mod tests {
             Route::methods_of("/businesses"),
             [Method::GET, Method::POST]
         );
-        assert_eq!(Route::methods_of("/products/b1"), [Method::GET, Method::POST]);
+        assert_eq!(
+            Route::methods_of("/products/b1"),
+            [Method::GET, Method::POST]
+        );
         assert!(Route::methods_of("/nope").is_empty());
         assert!(matches!(
             Route::resolve(&Method::GET, "/nope"),

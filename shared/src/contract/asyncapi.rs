@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{event_frame, event_payload, schema_ref, shared_schemas};
+use super::{capitalized, event_frame, event_payload, schema_ref, shared_schemas};
 use crate::error::AppError;
 use crate::events::{AUTH_EXPIRING_WINDOW_SECS, Control, DocEvent};
 use crate::ws::{ClientMessage, MAX_RESUME_BACKLOG, RESUME_PAGE};
@@ -377,14 +377,6 @@ pub fn document() -> Value {
             },
         },
     })
-}
-
-fn capitalized(s: &str) -> String {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

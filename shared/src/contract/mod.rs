@@ -320,6 +320,15 @@ pub fn shared_schemas() -> Map<String, Value> {
     schemas
 }
 
+/// `s` with its first letter in upper case.
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
 /// Writes `generated` to `docs/<file>` under `UPDATE_DOCS=1`; otherwise fails when the file
 /// differs (the staleness tests).
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::{ID_CHARS, error_body, id_schema, schema_ref, shared_schemas};
+use super::{ID_CHARS, capitalized, error_body, id_schema, schema_ref, shared_schemas};
 use crate::auth::{ON_BEHALF_OF_HEADER, SERVICE_KEY_HEADER};
 use crate::error::AppError;
 use crate::events::DocEvent;
@@ -496,13 +496,7 @@ pub fn document() -> Value {
 fn header_name(lower: &str) -> String {
     lower
         .split('-')
-        .map(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
-        })
+        .map(capitalized)
         .collect::<Vec<_>>()
         .join("-")
 }

@@ -3,12 +3,12 @@
 VENV="${VENV:-$root/.venv}"
 FIRESTORE_EMULATOR="${FIRESTORE_EMULATOR:-/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator}"
 
-# The Python tools (moto's DynamoDB server, SAM CLI, cfn-lint), in a project venv.
+# The Python tools (moto's DynamoDB server, SAM CLI, cfn-lint, schemathesis), in a project venv.
 ensure_python_tools() {
-  if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/sam || ! -x $VENV/bin/cfn-lint ]]; then
-    echo "== installing moto[server], aws-sam-cli, cfn-lint into $VENV"
+  if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/sam || ! -x $VENV/bin/cfn-lint || ! -x $VENV/bin/schemathesis ]]; then
+    echo "== installing moto[server], aws-sam-cli, cfn-lint, schemathesis into $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6' aws-sam-cli cfn-lint
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6' aws-sam-cli cfn-lint 'schemathesis>=4.32,<5'
   fi
 }
 
@@ -72,14 +72,19 @@ cargo_target_dir() {
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }
 
-# browser-tests/node_modules as browser-tests/package-lock.json says: npm ci when it is
-# missing or was installed from another lock file. Never downloads a browser (the test drives
-# Debian's chromium through playwright-core, which has no install step).
-ensure_browser_test_packages() {
-  local dir=$root/browser-tests stamp=$root/browser-tests/node_modules/.installed-package-lock.json
+# DIR/node_modules as DIR/package-lock.json says: npm ci when it is missing or was installed
+# from another lock file. Never downloads a browser (the browser test drives Debian's chromium
+# through playwright-core, which has no install step) and runs no install script (the lock's
+# packages need none; one of them would only send install analytics).
+ensure_npm_packages() {
+  local dir=$root/$1 stamp=$root/$1/node_modules/.installed-package-lock.json
   if [[ ! -f $stamp ]] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
-    echo "== npm ci --prefix browser-tests"
-    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$dir" --no-audit --no-fund
+    echo "== npm ci --prefix $1"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$dir" --no-audit --no-fund --ignore-scripts
     cp "$dir/package-lock.json" "$stamp"
   fi
+}
+
+ensure_browser_test_packages() {
+  ensure_npm_packages browser-tests
 }

@@ -3,6 +3,7 @@
 //! stores by default. Routes come from `adsync::http::Route`, the table `template.yaml` is
 //! checked against, so the two cannot drift.
 
+mod api_docs;
 mod media;
 mod rest;
 mod sockets;
@@ -260,6 +261,7 @@ pub(crate) struct Gateway {
     /// `/dev/token` works only where its tokens are accepted: emulator auth.
     pub dev_tokens: bool,
     pub media: Arc<media::Media>,
+    pub api_docs: api_docs::Docs,
 }
 
 impl Gateway {
@@ -484,6 +486,7 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         project_id: options.project_id.clone().into(),
         dev_tokens: options.auth_mode == AuthMode::Emulator,
         media: media.clone(),
+        api_docs: Arc::new(api_docs::ApiDocs::new(&public_base(addr))),
     };
     Ok(Running {
         addr,
@@ -531,6 +534,11 @@ fn router(gateway: Gateway) -> Router {
         .route("/ws", get(sockets::upgrade))
         .route("/@connections/{id}", any(sockets::management))
         .route("/media/{*path}", get(media::serve))
+        .route("/openapi.json", get(api_docs::openapi))
+        .route("/asyncapi.json", get(api_docs::asyncapi))
+        .route("/api", get(api_docs::rest_page))
+        .route("/api/websocket", get(api_docs::websocket_page))
+        .route("/api/assets/{file}", get(api_docs::asset))
         .fallback(rest::api)
         .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
         .layer(cors())
@@ -600,7 +608,7 @@ impl Running {
         format!(
             "Ad sync backend, local mode (project {project})\n\
              \n  Auth           {auth}\n  Exposed        {real}\n\
-             \n  Demo page      {base}/\n  REST API       {base}\n  WebSocket      ws://{addr}/ws?token=<token>\n  \
+             \n  Demo page      {base}/\n  API page       {base}/api (contracts: {base}/openapi.json, {base}/asyncapi.json)\n  REST API       {base}\n  WebSocket      ws://{addr}/ws?token=<token>\n  \
              Management API {base}/@connections/<id>\n  Dev tokens     {base}/dev/token?uid=alice\n\
              \n  Documents      {data}\n  Connections    {registry}\n  Images         {media}\n  AI provider    {ai}\n\
              \n  Token for alice (24 h):\n    {alice}\n  Token for bob (24 h):\n    {bob}\n\

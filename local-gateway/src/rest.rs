@@ -9,7 +9,8 @@ use adsync::http::{ApiRequest, ApiResponse, Route, dispatch};
 use adsync::ids::Uid;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::header::ALLOW;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -35,6 +36,16 @@ pub(crate) async fn api(
 ) -> Response {
     let (route, path_params) = match Route::resolve(&method, uri.path()) {
         Ok(found) => found,
+        Err(err @ AppError::MethodNotAllowed(_)) => {
+            // RFC 9110: a 405 lists the methods the path has.
+            let methods = Route::methods_of(uri.path());
+            let allowed: Vec<&str> = methods.iter().map(Method::as_str).collect();
+            let mut response = error(&err);
+            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(ALLOW, value);
+            }
+            return response;
+        }
         Err(err) => return error(&err),
     };
     let query = match Query::<HashMap<String, String>>::try_from_uri(&uri) {

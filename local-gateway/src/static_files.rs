@@ -28,7 +28,12 @@ pub(crate) async fn index() -> Html<&'static str> {
 }
 
 pub(crate) async fn asset(Path(file): Path<String>) -> Response {
-    match FILES.iter().find(|(name, _, _)| *name == file) {
+    named_file(&FILES, &file)
+}
+
+/// The file called `name` of `files` (name, content type, body), or 404.
+pub(crate) fn named_file(files: &[(&str, &str, &'static str)], name: &str) -> Response {
+    match files.iter().find(|(n, _, _)| *n == name) {
         Some((_, content_type, body)) => (
             [
                 ("content-type", *content_type),

@@ -133,3 +133,73 @@ async fn media_urls_cannot_leave_the_media_folder() {
         assert_eq!(c.status_of_get(path).await, 404, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_contracts_and_their_pages_are_served() {
+    let c = Client::start(Options::ephemeral()).await;
+    let get = async |path: &str| {
+        let r = c
+            .http
+            .get(format!("{}{path}", c.base))
+            .send()
+            .await
+            .unwrap();
+        let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+        (r.status().as_u16(), content_type, r.text().await.unwrap())
+    };
+    // The served documents are the generated ones, with this gateway as the local server.
+    let (status, content_type, body) = get("/openapi.json").await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let mut served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(served["servers"][0]["url"], c.base);
+    let mut generated = adsync::contract::openapi::document();
+    generated["servers"][0]["url"] = json!(c.base);
+    assert_eq!(served, generated);
+    let (status, _, body) = get("/asyncapi.json").await;
+    assert_eq!(status, 200);
+    served = serde_json::from_str(&body).unwrap();
+    let host = c.base.trim_start_matches("http://");
+    assert_eq!(served["servers"]["local"]["host"], host);
+    assert_eq!(
+        served["operations"],
+        adsync::contract::asyncapi::document()["operations"]
+    );
+
+    for (page, asset) in [
+        ("/api", "/api/assets/swagger-ui-bundle.js"),
+        ("/api/websocket", "/api/assets/asyncapi-react-component.js"),
+    ] {
+        let (status, content_type, html) = get(page).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(content_type.starts_with("text/html"), "{page}");
+        assert!(html.contains(asset), "{page} loads {asset}");
+        for src in html
+            .split("src=\"")
+            .skip(1)
+            .chain(html.split("href=\"").skip(1))
+        {
+            let link = &src[..src.find('"').unwrap()];
+            if link.starts_with("/api/assets/") {
+                let (status, _, body) = get(link).await;
+                assert_eq!(status, 200, "{link}");
+                assert!(!body.is_empty(), "{link}");
+            }
+        }
+    }
+    assert_eq!(c.status_of_get("/api/assets/nothing.js").await, 404);
+}
+
+#[tokio::test]
+async fn a_known_path_with_another_method_lists_its_methods() {
+    let c = Client::start(Options::ephemeral()).await;
+    let r = c
+        .http
+        .put(format!("{}/products/b1", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["allow"], "GET, POST");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}

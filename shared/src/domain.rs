@@ -212,14 +212,15 @@ pub fn max_chars(resource: Resource, field: &str) -> usize {
         })
 }
 
-/// A validated create body: known fields only, required ones present, no nulls.
+/// A validated create body: known fields only, required ones present and not null (a `null`
+/// optional field is as if left out).
 pub fn validate_new(
     resource: Resource,
     body: Map<String, Value>,
     urls: UrlRule,
 ) -> Result<Fields, AppError> {
     for spec in resource.fields().iter().filter(|s| s.required) {
-        if !body.contains_key(spec.name) {
+        if body.get(spec.name).is_none_or(Value::is_null) {
             return Err(AppError::BadRequest(format!(
                 "field `{}` is required",
                 spec.name
@@ -486,6 +487,12 @@ mod tests {
             let err = new_product(body).unwrap_err().to_string();
             assert!(err.contains(named), "{err}");
         }
+        // A required field sent as null is missing, not left out.
+        let business = |v: Value| validate_new(Resource::Business, obj(v), UrlRule::HttpsOnly);
+        let err = business(json!({"name": null})).unwrap_err();
+        assert!(err.to_string().contains("`name` is required"), "{err}");
+        let ok = business(json!({"name": "A", "website": null})).unwrap();
+        assert!(!ok.contains_key("website"));
         let err = validate_new(
             Resource::Business,
             obj(json!({"name": "A", "id": "x"})),

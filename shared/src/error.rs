@@ -95,6 +95,34 @@ impl AppError {
         }
     }
 
+    /// One error of each kind: every status and `code` the API answers with (the API
+    /// contracts list them from here).
+    pub fn kinds() -> [AppError; 13] {
+        [
+            Self::BadRequest(String::new()),
+            Self::Unauthorized(String::new()),
+            Self::Forbidden(String::new()),
+            Self::NotFound(String::new()),
+            Self::MethodNotAllowed(String::new()),
+            Self::Conflict(String::new()),
+            Self::PayloadTooLarge { limit: 0 },
+            Self::UnsupportedMediaType(String::new()),
+            Self::TooManyRequests {
+                message: String::new(),
+                retry_after_secs: 0,
+            },
+            Self::BadGateway(String::new()),
+            Self::GatewayTimeout(String::new()),
+            Self::Unavailable(String::new()),
+            Self::Internal(String::new()),
+        ]
+    }
+
+    /// The kind of error a status is answered with.
+    pub fn of_status(status: StatusCode) -> Option<AppError> {
+        Self::kinds().into_iter().find(|e| e.status() == status)
+    }
+
     /// `{"error": {"code", "message"}}`; internal details never leave the process.
     pub fn body(&self) -> serde_json::Value {
         json!({ "error": { "code": self.code(), "message": self.to_string() } })
@@ -112,5 +140,34 @@ mod tests {
         let body = err.body().to_string();
         assert!(!body.contains("10.0.0.1"), "{body}");
         assert_eq!(err.body()["error"]["code"], "internal");
+    }
+
+    #[test]
+    fn kinds_lists_every_variant_once() {
+        // Exhaustive: a new variant does not compile until it has a place in `kinds`.
+        let position = |e: &AppError| match e {
+            AppError::BadRequest(_) => 0,
+            AppError::Unauthorized(_) => 1,
+            AppError::Forbidden(_) => 2,
+            AppError::NotFound(_) => 3,
+            AppError::MethodNotAllowed(_) => 4,
+            AppError::Conflict(_) => 5,
+            AppError::PayloadTooLarge { .. } => 6,
+            AppError::UnsupportedMediaType(_) => 7,
+            AppError::TooManyRequests { .. } => 8,
+            AppError::BadGateway(_) => 9,
+            AppError::GatewayTimeout(_) => 10,
+            AppError::Unavailable(_) => 11,
+            AppError::Internal(_) => 12,
+        };
+        let positions: Vec<usize> = AppError::kinds().iter().map(position).collect();
+        assert_eq!(positions, (0..13).collect::<Vec<_>>());
+        let mut statuses: Vec<u16> = AppError::kinds()
+            .iter()
+            .map(|e| e.status().as_u16())
+            .collect();
+        statuses.sort_unstable();
+        statuses.dedup();
+        assert_eq!(statuses.len(), 13, "one status per kind");
     }
 }

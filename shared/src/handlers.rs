@@ -10,7 +10,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::domain::{self, Resource};
 use crate::error::AppError;
-use crate::events::{self, CONTROL_EVENTS, DocEvent, Outbox, replay};
+use crate::events::{self, Control, DocEvent, Outbox, replay};
 use crate::ids::{BusinessId, ProductId, Uid};
 use crate::images::{Image, ObjectName};
 use crate::limits::{self, Budget};
@@ -730,7 +730,8 @@ pub async fn broadcast(
         None => on_behalf_of.clone(),
         Some(uid) if &uid == on_behalf_of => uid,
         Some(_) => {
-            return Err(AppError::BadRequest(
+            // A service acting for one user cannot address another.
+            return Err(AppError::Forbidden(
                 "field `uid` must equal X-On-Behalf-Of".into(),
             ));
         }
@@ -751,7 +752,7 @@ fn is_event_name(s: &str) -> bool {
         && s.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b':')
         })
-        && !CONTROL_EVENTS.contains(&s)
+        && !Control::is_control(s)
 }
 
 #[cfg(test)]

@@ -96,6 +96,15 @@ impl Route {
         }
     }
 
+    /// The methods some route serves `path` with (the `Allow` header of a 405).
+    pub fn methods_of(path: &str) -> Vec<Method> {
+        Self::ALL
+            .into_iter()
+            .filter(|route| match_template(route.key().1, path).is_some())
+            .map(|route| route.key().0)
+            .collect()
+    }
+
     /// Finds the route of a request path, with its path parameters (as API Gateway does).
     /// `Err(MethodNotAllowed)` when the path exists for another method.
     pub fn resolve(
@@ -409,6 +418,15 @@ mod tests {
             Route::resolve(&Method::PUT, "/businesses"),
             Err(AppError::MethodNotAllowed(_))
         ));
+        assert_eq!(
+            Route::methods_of("/businesses"),
+            [Method::GET, Method::POST]
+        );
+        assert_eq!(
+            Route::methods_of("/products/b1"),
+            [Method::GET, Method::POST]
+        );
+        assert!(Route::methods_of("/nope").is_empty());
         assert!(matches!(
             Route::resolve(&Method::GET, "/nope"),
             Err(AppError::NotFound(_))

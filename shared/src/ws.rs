@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::deadline;
 use crate::error::AppError;
 use crate::events::replay::{self, Ending};
-use crate::events::{control_frame, event_frame};
+use crate::events::{Control, control_frame, event_frame};
 use crate::http::ApiResponse;
 use crate::ids::ConnectionId;
 use crate::registry::{Admission, Connection};
@@ -195,7 +195,10 @@ async fn send(app: &App, id: &ConnectionId, frame: &str) -> bool {
 }
 
 async fn send_error(app: &App, id: &ConnectionId, code: &str, message: &str) {
-    let frame = control_frame("error", Some(json!({"code": code, "message": message})));
+    let frame = control_frame(
+        Control::Error,
+        Some(json!({"code": code, "message": message})),
+    );
     send(app, id, &frame).await;
 }
 
@@ -277,7 +280,7 @@ async fn pong(app: &App, id: &ConnectionId) {
         _ => None,
     };
     let data = head.map(|h| json!({"seq": h.seq}));
-    send(app, id, &control_frame("pong", data)).await;
+    send(app, id, &control_frame(Control::Pong, data)).await;
 }
 
 /// The connection behind `id`, if it is still allowed to receive events.
@@ -320,7 +323,7 @@ async fn resume(app: &App, id: &ConnectionId, since: u64) {
     if let Err(err) = crate::limits::spend(app, crate::limits::Budget::Resumes, id.as_str()).await {
         let retry_after_ms = err.retry_after_secs().unwrap_or(1) * 1000;
         let frame = control_frame(
-            "error",
+            Control::Error,
             Some(
                 json!({"code": err.code(), "message": err.to_string(), "retryAfterMs": retry_after_ms}),
             ),
@@ -337,13 +340,13 @@ async fn resume(app: &App, id: &ConnectionId, since: u64) {
     };
     let head = page.head.seq;
     if head.saturating_sub(since) > MAX_RESUME_BACKLOG {
-        let frame = control_frame("resync:required", Some(json!({"seq": head})));
+        let frame = control_frame(Control::ResyncRequired, Some(json!({"seq": head})));
         send(app, id, &frame).await;
         return;
     }
     let replayed = replay::replay_page(since, &page, app.timing.writer_lease);
     if replayed.ending == Ending::Resync {
-        let frame = control_frame("resync:required", Some(json!({"seq": head})));
+        let frame = control_frame(Control::ResyncRequired, Some(json!({"seq": head})));
         send(app, id, &frame).await;
         return;
     }
@@ -361,7 +364,7 @@ async fn resume(app: &App, id: &ConnectionId, since: u64) {
     match replayed.ending {
         Ending::More { retry_after } => partial(app, id, replayed.mark, head, retry_after).await,
         _ => {
-            let frame = control_frame("resume:done", Some(json!({"seq": replayed.mark})));
+            let frame = control_frame(Control::ResumeDone, Some(json!({"seq": replayed.mark})));
             send(app, id, &frame).await;
         }
     }
@@ -369,7 +372,7 @@ async fn resume(app: &App, id: &ConnectionId, since: u64) {
 
 async fn partial(app: &App, id: &ConnectionId, mark: u64, head: u64, retry_after: Duration) {
     let data = json!({"seq": mark, "head": head, "retryAfterMs": retry_after.as_millis() as u64});
-    send(app, id, &control_frame("resume:partial", Some(data))).await;
+    send(app, id, &control_frame(Control::ResumePartial, Some(data))).await;
 }
 
 /// Refreshes the connection's token in place; a token of another user closes it.
@@ -396,7 +399,7 @@ async fn reauth(app: &App, id: &ConnectionId, token: &str) {
         return send_error(app, id, "internal", "token refresh failed; try again").await;
     }
     let frame = control_frame(
-        "auth:ok",
+        Control::AuthOk,
         Some(json!({"expiresAt": refreshed.token_expires_at})),
     );
     send(app, id, &frame).await;

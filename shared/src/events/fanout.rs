@@ -51,7 +51,7 @@ async fn push_one(app: &App, conn: &Connection, frame: &[u8], now: i64) -> (Push
     if outcome == PushOutcome::Delivered && conn.token_expires_at - now <= AUTH_EXPIRING_WINDOW_SECS
     {
         let notice = super::control_frame(
-            "auth:expiring",
+            super::Control::AuthExpiring,
             Some(json!({"expiresAt": conn.token_expires_at})),
         );
         app.pusher.post(&conn.id, notice.as_bytes()).await;

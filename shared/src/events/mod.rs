@@ -31,6 +31,14 @@ pub enum DocEvent {
 }
 
 impl DocEvent {
+    pub const ALL: [Self; 5] = [
+        Self::BusinessCreated,
+        Self::ProductCreated,
+        Self::ProductUpdated,
+        Self::ProductDeleted,
+        Self::UserUpdated,
+    ];
+
     /// The event's name on the wire.
     pub fn name(self) -> &'static str {
         match self {
@@ -43,16 +51,48 @@ impl DocEvent {
     }
 }
 
-/// Names of control frames: they carry no `seq` and cannot be broadcast.
-pub const CONTROL_EVENTS: [&str; 7] = [
-    "pong",
-    "resume:done",
-    "resume:partial",
-    "resync:required",
-    "auth:expiring",
-    "auth:ok",
-    "error",
-];
+/// Control frames: answers and notices about the connection itself. They carry no `seq` and
+/// their names cannot be broadcast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Pong,
+    ResumeDone,
+    ResumePartial,
+    ResyncRequired,
+    AuthExpiring,
+    AuthOk,
+    Error,
+}
+
+impl Control {
+    pub const ALL: [Self; 7] = [
+        Self::Pong,
+        Self::ResumeDone,
+        Self::ResumePartial,
+        Self::ResyncRequired,
+        Self::AuthExpiring,
+        Self::AuthOk,
+        Self::Error,
+    ];
+
+    /// The frame's `event` on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pong => "pong",
+            Self::ResumeDone => "resume:done",
+            Self::ResumePartial => "resume:partial",
+            Self::ResyncRequired => "resync:required",
+            Self::AuthExpiring => "auth:expiring",
+            Self::AuthOk => "auth:ok",
+            Self::Error => "error",
+        }
+    }
+
+    /// Whether `name` is a control frame's.
+    pub fn is_control(name: &str) -> bool {
+        Self::ALL.iter().any(|c| c.name() == name)
+    }
+}
 
 /// A connection whose token expires within this many seconds is told `auth:expiring`.
 pub const AUTH_EXPIRING_WINDOW_SECS: i64 = 300;
@@ -95,8 +135,8 @@ pub fn event_frame(event: &RecordedEvent) -> String {
 }
 
 /// A control frame (no `seq`).
-pub fn control_frame(event: &str, data: Option<Value>) -> String {
-    let mut frame = json!({"event": event, "ts": crate::domain::now_timestamp()});
+pub fn control_frame(control: Control, data: Option<Value>) -> String {
+    let mut frame = json!({"event": control.name(), "ts": crate::domain::now_timestamp()});
     if let Some(data) = data {
         frame["data"] = data;
     }

@@ -457,6 +457,12 @@ async fn services_act_on_behalf_of_a_user_and_broadcast_to_them(kind: Kind) {
     assert_eq!(event["event"], "ai:progress");
     assert_eq!(event["data"]["percent"], 50);
     assert_eq!(event["seq"], 4);
+    // Acting for alice, a service cannot broadcast to bob.
+    let to_bob = json!({"uid": "bob", "event": "ai:progress"});
+    let r = t
+        .call(service, Method::POST, "/broadcast", Some(to_bob))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     t.ping(&bob).await;
 
     let reserved = json!({"uid": "alice", "event": "pong"});

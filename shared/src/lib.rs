@@ -26,4 +26,5 @@ pub mod lambda;
 pub mod limits;
 pub mod outbound;
 pub mod telemetry;
+pub mod typescript;
 pub mod ws;

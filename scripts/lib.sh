@@ -48,20 +48,20 @@ wait_http() {
   exit 1
 }
 
-# Node.js 20+ and npm, for the browser test (browser-tests/). Checked up front so a machine
+# Node.js 20+ and npm, for the client package and the browser test. Checked up front so a machine
 # without them fails at once, not after the Rust suites.
 ensure_node() {
   local major tool
   for tool in node npm; do
     if ! command -v "$tool" >/dev/null; then
-      echo "The browser test needs Node.js 20 or newer with npm, and '$tool' is not on PATH." >&2
+      echo "The client and browser tests need Node.js 20 or newer with npm, and '$tool' is not on PATH." >&2
       echo "Install them (e.g. the nodejs package from Debian or NodeSource) and run scripts/test again." >&2
       exit 1
     fi
   done
   major=$(node -p 'process.versions.node.split(".")[0]')
   if (( major < 20 )); then
-    echo "The browser test needs Node.js 20 or newer; this node is $(node --version)." >&2
+    echo "The client and browser tests need Node.js 20 or newer; this node is $(node --version)." >&2
     exit 1
   fi
 }
@@ -72,14 +72,24 @@ cargo_target_dir() {
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }
 
-# browser-tests/node_modules as browser-tests/package-lock.json says: npm ci when it is
-# missing or was installed from another lock file. Never downloads a browser (the test drives
-# Debian's chromium through playwright-core, which has no install step).
-ensure_browser_test_packages() {
-  local dir=$root/browser-tests stamp=$root/browser-tests/node_modules/.installed-package-lock.json
+# DIR/node_modules as DIR/package-lock.json says: npm ci when it is missing or was installed
+# from another lock file.
+ensure_npm_packages() {
+  local dir=$1 stamp=$1/node_modules/.installed-package-lock.json
   if [[ ! -f $stamp ]] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
-    echo "== npm ci --prefix browser-tests"
-    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$dir" --no-audit --no-fund
+    echo "== npm ci --prefix ${dir#"$root"/}"
+    npm ci --prefix "$dir" --no-audit --no-fund
     cp "$dir/package-lock.json" "$stamp"
   fi
+}
+
+# browser-tests/node_modules. Never downloads a browser (the test drives Debian's chromium
+# through playwright-core, which has no install step).
+ensure_browser_test_packages() {
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 ensure_npm_packages "$root/browser-tests"
+}
+
+# client/node_modules: the client package's dev dependencies (typescript, @reduxjs/toolkit, ws).
+ensure_client_packages() {
+  ensure_npm_packages "$root/client"
 }

@@ -1,4 +1,4 @@
-// Unit tests of sync-client.js: `node --test client/test/`.
+// Unit tests of sync-client.js: `node --test client/tests/sync-client.test.mjs` (no packages needed).
 // The browser's WebSocket, fetch and timers are replaced by small test doubles.
 import test from 'node:test';
 import assert from 'node:assert/strict';

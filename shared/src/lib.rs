@@ -8,6 +8,8 @@ pub mod deadline;
 pub mod domain;
 pub mod error;
 pub mod function;
+#[cfg(test)]
+mod generated;
 pub mod google;
 pub mod ids;
 pub mod images;

@@ -48,20 +48,20 @@ wait_http() {
   exit 1
 }
 
-# Node.js 20+ and npm, for the browser test (browser-tests/). Checked up front so a machine
+# Node.js 20+ and npm, for the client package and the browser test. Checked up front so a machine
 # without them fails at once, not after the Rust suites.
 ensure_node() {
   local major tool
   for tool in node npm; do
     if ! command -v "$tool" >/dev/null; then
-      echo "The browser test needs Node.js 20 or newer with npm, and '$tool' is not on PATH." >&2
+      echo "The client and browser tests need Node.js 20 or newer with npm, and '$tool' is not on PATH." >&2
       echo "Install them (e.g. the nodejs package from Debian or NodeSource) and run scripts/test again." >&2
       exit 1
     fi
   done
   major=$(node -p 'process.versions.node.split(".")[0]')
   if (( major < 20 )); then
-    echo "The browser test needs Node.js 20 or newer; this node is $(node --version)." >&2
+    echo "The client and browser tests need Node.js 20 or newer; this node is $(node --version)." >&2
     exit 1
   fi
 }
@@ -87,4 +87,9 @@ ensure_npm_packages() {
 
 ensure_browser_test_packages() {
   ensure_npm_packages browser-tests
+}
+
+# client/node_modules: the client package's dev dependencies (typescript, @reduxjs/toolkit, ws).
+ensure_client_packages() {
+  ensure_npm_packages client
 }

@@ -1,4 +1,5 @@
-//! The demo page and its client module, compiled into the binary (no build step).
+//! The demo page and its client module, compiled into the binary (no build step). The client
+//! module is the npm package's own source (`client/src/sync-client.js`), served as is.
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -14,7 +15,7 @@ const FILES: [(&str, &str, &str); 3] = [
     (
         "sync-client.js",
         "text/javascript; charset=utf-8",
-        include_str!("../static/sync-client.js"),
+        include_str!("../../client/src/sync-client.js"),
     ),
     (
         "style.css",

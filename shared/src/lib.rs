@@ -9,6 +9,8 @@ pub mod deadline;
 pub mod domain;
 pub mod error;
 pub mod function;
+#[cfg(test)]
+mod generated;
 pub mod google;
 pub mod ids;
 pub mod images;
@@ -28,4 +30,5 @@ pub mod lambda;
 pub mod limits;
 pub mod outbound;
 pub mod telemetry;
+pub mod typescript;
 pub mod ws;

@@ -2,7 +2,7 @@
 //! developer would from the docs: bootstrap, apply events by version field by field, keep a
 //! seq mark, resume, resync, page `GET /events`. The consistency suite runs several of these
 //! against real stores, under concurrent writers and faults, and compares what each one holds
-//! with Firestore. `local-gateway/static/sync-client.js` implements the same rules for browsers.
+//! with Firestore. `client/src/sync-client.js` implements the same rules for browsers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -117,15 +117,20 @@ pub fn recorded(seq: u64, name: &str, data: Value) -> RecordedEvent {
         }
     }
     notice.insert("truncated".into(), Value::Bool(true));
-    let name = if name.starts_with("product:") {
+    RecordedEvent {
+        event: notice_name(name).to_owned(),
+        data: Value::Object(notice),
+        ..event
+    }
+}
+
+/// The name a too-large event's notice goes out under: a product's is a `product:updated`,
+/// whatever the product event was (the client refetches the product either way).
+pub fn notice_name(name: &str) -> &str {
+    if name.starts_with("product:") {
         DocEvent::ProductUpdated.name()
     } else {
         name
-    };
-    RecordedEvent {
-        event: name.to_owned(),
-        data: Value::Object(notice),
-        ..event
     }
 }
 

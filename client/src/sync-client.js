@@ -1,5 +1,7 @@
 /**
- * sync-client.js: the browser side of the real-time sync backend (docs/api.md, docs/client.md).
+ * sync-client.js: the browser side of the real-time sync backend (docs/api.md, docs/client.md),
+ * the main module of the `@adsync/client` package (types in sync-client.d.ts; a Redux Toolkit
+ * adapter in redux.js). The local gateway serves this very file to its demo page.
  *
  * Bootstrap once with `POST /auth/login` ({user, businesses, products, seq}, in several
  * answers when large), then keep the state current from pushed WebSocket frames only: no
@@ -22,7 +24,8 @@
  * makes new objects (the old state is never mutated), so `client.state` can be compared by
  * reference. The pure core (`emptyModel`, `snapshotModel`, `applyEvent`, `applyDocument`)
  * works on a model that holds this state plus its metadata, so another store (Redux, ...)
- * can reuse it. See docs/client.md.
+ * can reuse it: every change the client makes to its model is reported to `onChange`, and
+ * `applyChange` makes the same change to another model. See docs/client.md.
  */
 
 /** Frames that carry no `seq` and are not data. */
@@ -274,6 +277,22 @@ export function snapshotModel(model, snapshot = {}) {
   return next;
 }
 
+/**
+ * Pure: the model after one change, as the client reports them to `onChange` (so that another
+ * store applying them in order holds what the client holds):
+ * `{type: 'snapshot', snapshot}` (a login, every answer joined), `{type: 'event', frame}` (a
+ * new data frame; duplicates are not changes) or `{type: 'document', kind, doc}` (a full
+ * document read over REST). Anything else returns the model unchanged.
+ */
+export function applyChange(model, change) {
+  switch (change && change.type) {
+    case 'snapshot': return snapshotModel(model, change.snapshot);
+    case 'event': return applyEvent(model, change.frame);
+    case 'document': return applyDocument(model, change.kind, change.doc);
+    default: return model;
+  }
+}
+
 /** The state (no metadata) from a login response. */
 export function snapshotState(snapshot) {
   return snapshotModel(emptyModel(), snapshot).state;
@@ -313,6 +332,7 @@ const OPEN = 1; // WebSocket.OPEN
  * @param {(opts: {forceRefresh: boolean}) => Promise<string | {token: string, expiresAt?: number}>} o.getToken
  * @param {'query'|'protocol'} [o.tokenIn]  how the socket carries the token (default 'query')
  * @param {(frame, state) => void} [o.onEvent]   after each new data frame is applied
+ * @param {(change) => void} [o.onChange]  after each change of the model (see applyChange)
  * @param {(status: 'connecting'|'live'|'offline') => void} [o.onStatus]
  * @param {(state) => void} [o.onResync]  after a fresh bootstrap replaced the state
  * @param {(frame) => void} [o.onFrame]   every frame received, control frames and duplicates included
@@ -323,7 +343,7 @@ const OPEN = 1; // WebSocket.OPEN
 export function createSyncClient(o) {
   const {
     getToken, wsUrl, tokenIn = 'query',
-    onEvent = noop, onStatus = noop, onResync = noop, onFrame = noop, onError = noop,
+    onEvent = noop, onChange = noop, onStatus = noop, onResync = noop, onFrame = noop, onError = noop,
     pingIntervalMs = 120_000, gapWaitMs = 1_000, resumeTimeoutMs = 10_000,
     backoffInitialMs = 500, backoffMaxMs = 15_000, refreshBeforeMs = 60_000,
   } = o;
@@ -353,6 +373,8 @@ export function createSyncClient(o) {
   const timers = {}; // refresh, ping, reconnect, gap, resumeTimeout, resumeRetry
   const refetchTimers = new Set();
 
+  /** Applies a change to the model and reports it. */
+  const commit = (change) => { model = applyChange(model, change); onChange(change); };
   const setStatus = (s) => { if (s !== status) { status = s; onStatus(s); } };
   const clearTimer = (name) => { if (timers[name] != null) clock.clearTimeout(timers[name]); timers[name] = null; };
   const send = (msg) => { if (ws && ws.readyState === OPEN) { ws.send(JSON.stringify(msg)); return true; } return false; };
@@ -426,7 +448,7 @@ export function createSyncClient(o) {
       whole.products.push(...(more.products || []));
       next = more.next;
     }
-    model = snapshotModel(model, whole);
+    commit({ type: 'snapshot', snapshot: whole });
     mark = Number(snap && snap.seq) || 0;
     received.clear();
     clearTimer('gap');
@@ -455,7 +477,7 @@ export function createSyncClient(o) {
 
   /** Applies a new data frame to the model and tells the app. */
   function apply(frame) {
-    model = applyEvent(model, frame);
+    commit({ type: 'event', frame });
     onEvent(frame, model.state);
     if (frame.data && typeof frame.data === 'object' && frame.data.truncated && /^(product|business|user):/.test(frame.event || '')) refetch(frame);
   }
@@ -475,7 +497,7 @@ export function createSyncClient(o) {
       if (isUser) {
         const snap = await request('POST', '/auth/login', {});
         if (!snap || !snap.user) return;
-        model = applyDocument(model, 'user', snap.user);
+        commit({ type: 'document', kind: 'user', doc: snap.user });
         onEvent({ event: 'user:updated', data: model.state.user, refetched: true }, model.state);
         return;
       }
@@ -494,11 +516,11 @@ export function createSyncClient(o) {
       const fresh = items.find((item) => item && item.id === d.id);
       const noun = coll === 'businesses' ? 'business' : 'product';
       if (fresh) {
-        model = applyDocument(model, noun, fresh);
+        commit({ type: 'document', kind: noun, doc: fresh });
         onEvent({ event: `${noun}:updated`, data: fresh, refetched: true }, model.state);
       } else {
         const gone = { event: `${noun}:deleted`, data: coll === 'products' ? { id: d.id, businessId: d.businessId } : { id: d.id }, refetched: true };
-        model = applyEvent(model, gone); // a tombstone, like a pushed delete
+        commit({ type: 'event', frame: gone }); // a tombstone, like a pushed delete
         onEvent(gone, model.state);
       }
     } catch (err) {
@@ -727,7 +749,7 @@ export function createSyncClient(o) {
     login, connect, close, request, resync,
     /** Merges a full document a REST call returned (e.g. a mutation's answer); returns the state. */
     applyDocument(kind, doc) {
-      model = applyDocument(model, kind, doc);
+      commit({ type: 'document', kind, doc });
       return model.state;
     },
     get state() { return model.state; },

@@ -1,10 +1,10 @@
-// Unit tests of sync-client.js: `node --test local-gateway/static/`.
+// Unit tests of sync-client.js: `node --test client/tests/sync-client.test.mjs` (no packages needed).
 // The browser's WebSocket, fetch and timers are replaced by small test doubles.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  applyDocument, applyEvent, createSyncClient, emptyModel, isNewer, snapshotModel, snapshotState, tokenExpiry, ApiError,
-} from './sync-client.js';
+  applyChange, applyDocument, applyEvent, createSyncClient, emptyModel, isNewer, snapshotModel, snapshotState, tokenExpiry, ApiError,
+} from '../src/sync-client.js';
 
 const tick = async (n = 5) => { for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r)); };
 
@@ -827,6 +827,34 @@ test('client.applyDocument merges a mutation\'s answer; the later pushed event c
   assert.equal(t.client.state, state, 'same version: no change');
   t.socket.push(upd(12, V(6), { name: 'Older' }));
   assert.equal(t.client.state.products.p1.name, 'Rye');
+});
+
+test('onChange reports every change of the model: a model following it with applyChange holds what the client holds', async () => {
+  const changes = [];
+  const t = setup({
+    seq: 10,
+    routes: { 'GET /products/b1': () => [200, [{ ...prod, caption: 'big', version: V(50) }]] },
+    options: { onChange: (c) => changes.push(c) },
+  });
+  let follower = emptyModel();
+  const follow = () => { while (changes.length) follower = applyChange(follower, changes.shift()); };
+  await t.live();
+  follow();
+  assert.deepEqual(follower, t.client.model, 'after the login snapshot');
+  t.socket.push(upd(12, V(9), { price: 4 })); // out of order
+  t.socket.push(upd(11, V(8), { price: 5, caption: 'x' }));
+  t.socket.push(upd(11, V(8), { price: 5, caption: 'x' })); // a duplicate: not a change
+  t.socket.push(upd(13, V(10), { id: 'p9' }, 'p9')); // held: p9 is unknown
+  t.socket.push(frame(14, 'product:updated', { id: 'p1', businessId: 'b1', truncated: true, version: V(50) }));
+  await tick();
+  t.client.applyDocument('business', { ...biz, name: 'Bakery & Co', version: V(60) });
+  t.socket.push(frame(15, 'product:deleted', { id: 'p1', businessId: 'b1' }));
+  t.socket.push(frame(16, 'ai:progress', { step: 2 }));
+  follow();
+  assert.deepEqual(follower, t.client.model);
+  assert.equal(follower.state.products.p1, undefined);
+  assert.ok(follower.held.products.p9, 'the held partial is followed too');
+  assert.equal(applyChange(follower, { type: 'other' }), follower, 'an unknown change changes nothing');
 });
 
 test('request: JSON errors become ApiError with code and message', async () => {

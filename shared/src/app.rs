@@ -160,14 +160,19 @@ impl App {
             Some(Images::Folder(folder)) => Some(folder),
             Some(Images::CloudStorage(storage)) => {
                 // One token source for the account, so Firestore and Storage share its
-                // cached token; the emulator has none, so Storage then gets its own.
-                let tokens = match firestore.as_ref().and_then(|f| f.token_source()) {
-                    Some(tokens) => tokens,
-                    None => Arc::new(GoogleTokenSource::new(
-                        &storage.service_account,
+                // cached token; the Firestore emulator has none, so Storage then gets its
+                // own; the Storage emulator needs none.
+                let tokens = match (
+                    &storage.service_account,
+                    firestore.as_ref().and_then(|f| f.token_source()),
+                ) {
+                    (None, _) => None,
+                    (Some(_), Some(tokens)) => Some(tokens),
+                    (Some(key), None) => Some(Arc::new(GoogleTokenSource::new(
+                        key,
                         storage.token_url.as_deref(),
                         http.clone(),
-                    )?),
+                    )?)),
                 };
                 Some(Arc::new(CloudStorage::new(&storage, tokens, http.clone())))
             }
@@ -188,7 +193,7 @@ impl App {
                 }
             },
             async {
-                if let Some(dynamo) = &dynamo {
+                if let Some(dynamo) = dynamo.as_ref().filter(|_| needs.table) {
                     dynamo.warm_up().await;
                 }
             },

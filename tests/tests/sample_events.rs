@@ -260,31 +260,11 @@ fn the_template_routes_exactly_the_route_table() {
 /// The names of the environment variables each function's own `Environment` block sets in
 /// `template.yaml` (the Globals apart).
 fn template_function_variables() -> BTreeMap<String, Vec<String>> {
-    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).expect("template.yaml");
-    let mut variables: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut binary: Option<String> = None;
-    let mut in_variables = false;
-    for line in template.lines() {
-        let trimmed = line.trim();
-        let indent = line.len() - line.trim_start().len();
-        if let Some(b) = trimmed.strip_prefix("Binary:") {
-            binary = Some(b.trim().to_owned());
-            variables.entry(b.trim().to_owned()).or_default();
-            in_variables = false;
-        } else if trimmed == "Variables:" && binary.is_some() {
-            in_variables = true;
-        } else if in_variables && indent == 10 && !trimmed.starts_with('#') {
-            if let (Some(b), Some((name, _))) = (&binary, trimmed.split_once(':')) {
-                variables
-                    .entry(b.clone())
-                    .or_default()
-                    .push(name.to_owned());
-            }
-        } else if in_variables && indent <= 8 && !trimmed.is_empty() && !trimmed.starts_with('#') {
-            in_variables = false;
-        }
-    }
-    variables
+    integration_tests::template::environment(&integration_tests::template::text())
+        .into_iter()
+        .filter(|(owner, _)| !owner.is_empty())
+        .map(|(owner, vars)| (owner, vars.into_iter().map(|(name, _)| name).collect()))
+        .collect()
 }
 
 #[test]

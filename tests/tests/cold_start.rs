@@ -110,7 +110,11 @@ async fn start(
     binary: String,
     env: BTreeMap<String, String>,
 ) -> (String, Result<Duration, String>) {
-    assert!(path.exists(), "{} is missing: cargo build -p {binary}", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: cargo build -p {binary}",
+        path.display()
+    );
     let runtime = Runtime::default();
     let api = runtime.serve().await;
     let spawned = Instant::now();

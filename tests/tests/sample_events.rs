@@ -829,3 +829,119 @@ fn raising_the_log_level_keeps_the_metrics() {
     );
     assert!(globals.contains("RUST_LOG: !Ref LogLevel"), "{globals}");
 }
+
+/// Every top-level entry of `template.yaml`'s sections (indented two spaces) of `kind` (its
+/// `Type`): its logical id and its block.
+fn template_resources(kind: &str) -> Vec<(String, String)> {
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).expect("template.yaml");
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in template.lines() {
+        let top = line.starts_with("  ") && !line.starts_with("   ") && line.ends_with(':');
+        if top {
+            blocks.push((line.trim().trim_end_matches(':').to_owned(), String::new()));
+        } else if let Some((_, block)) = blocks.last_mut().filter(|_| line.starts_with("    ")) {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    blocks.retain(|(_, block)| block.starts_with(&format!("    Type: {kind}\n")));
+    blocks
+}
+
+fn property<'a>(block: &'a str, name: &str) -> Option<&'a str> {
+    block
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{name}:")))
+        .map(str::trim)
+}
+
+#[test]
+fn the_alarms_watch_every_function_both_apis_and_the_metrics_the_code_emits() {
+    let alarms = template_resources("AWS::CloudWatch::Alarm");
+    assert!(alarms.len() > 30, "{} alarms", alarms.len());
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).unwrap();
+    let watching = |namespace: &str, metric: &str, dimension: &str| {
+        alarms.iter().any(|(_, block)| {
+            property(block, "Namespace") == Some(namespace)
+                && property(block, "MetricName") == Some(metric)
+                && block.contains(dimension)
+        })
+    };
+    // Every function: its failed invocations and its throttles.
+    let functions = template_resources("AWS::Serverless::Function");
+    assert_eq!(functions.len(), adsync::function::Function::all().count());
+    for (logical_id, block) in &functions {
+        let binary = property(block, "Binary").unwrap_or_default();
+        let dimension = format!("Value: !Ref {logical_id}");
+        for metric in ["Errors", "Throttles"] {
+            assert!(
+                watching("AWS/Lambda", metric, &dimension),
+                "no {metric} alarm for {binary}"
+            );
+        }
+    }
+    assert_eq!(
+        alarms
+            .iter()
+            .filter(|(_, b)| property(b, "Namespace") == Some("AWS/Lambda"))
+            .count(),
+        2 * adsync::function::Function::all().count()
+    );
+    // The APIs' 5xx: the HTTP API's answers, the WebSocket routes' failed integrations.
+    assert!(watching("AWS/ApiGateway", "5xx", "Value: !Ref HttpApi"));
+    assert!(watching(
+        "AWS/ApiGateway",
+        "ExecutionError",
+        "Value: !Ref WebSocketApi"
+    ));
+    // The application's own: only metrics the code emits, and the failures among them.
+    let emitted: Vec<&str> = adsync::telemetry::METRICS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    for (id, block) in &alarms {
+        if property(block, "Namespace") == Some(adsync::telemetry::NAMESPACE) {
+            let metric = property(block, "MetricName").unwrap_or_default();
+            assert!(
+                emitted.contains(&metric),
+                "{id} watches {metric}, which nothing emits"
+            );
+            // The EMF lines carry the metric without dimensions too: what these watch.
+            assert!(!block.contains("Dimensions:"), "{id}");
+        }
+    }
+    for metric in ["FailedPushes", "GenerationsFailed", "StuckProductsFailed"] {
+        assert!(watching("AdSync", metric, ""), "no alarm on {metric}");
+    }
+    // Notifications only when a topic is given.
+    for (id, block) in &alarms {
+        for actions in ["AlarmActions", "OKActions"] {
+            assert_eq!(
+                property(block, actions),
+                Some("!If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]"),
+                "{id} {actions}"
+            );
+        }
+    }
+    assert!(template.contains("HasAlarmTopic: !Not [!Equals [!Ref AlarmTopicArn, '']]"));
+}
+
+#[test]
+fn the_dashboard_shows_every_metric_the_code_emits() {
+    let dashboard = template_block("  Dashboard:");
+    assert!(dashboard.contains("Type: AWS::CloudWatch::Dashboard"));
+    let body = dashboard
+        .split_once("DashboardBody: !Sub |")
+        .map(|(_, body)| body)
+        .expect("a dashboard body");
+    // `!Sub` variables aside, the body is the JSON CloudWatch takes.
+    let json: Value = serde_json::from_str(&body.replace("${", "{"))
+        .unwrap_or_else(|e| panic!("the dashboard body is not JSON ({e}):\n{body}"));
+    let text = json.to_string();
+    for (metric, _) in adsync::telemetry::METRICS {
+        assert!(
+            text.contains(&format!("[\"AdSync\",\"{metric}\"")),
+            "the dashboard has no {metric}"
+        );
+    }
+}

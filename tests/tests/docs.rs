@@ -147,3 +147,33 @@ fn the_deploy_guide_gives_each_function_the_variables_the_template_does() {
         );
     }
 }
+
+#[test]
+fn the_docs_give_the_functions_the_timeouts_the_code_has() {
+    let deploy = read("docs/deploy.md");
+    let ai = read("docs/ai.md");
+    let default = Route::ListBusinesses.timeout().as_secs();
+    assert!(
+        deploy.contains(&format!("Timeouts: {default} s for every function except")),
+        "docs/deploy.md's default timeout"
+    );
+    let longer = Route::ALL
+        .into_iter()
+        .filter(|r| r.timeout().as_secs() != default)
+        .map(|r| (r.function(), r.timeout().as_secs()))
+        .chain(std::iter::once((
+            "sweep-stuck",
+            adsync::lambda::SWEEP_TIMEOUT.as_secs(),
+        )));
+    for (function, secs) in longer {
+        assert!(
+            deploy.contains(&format!("`{function}` ({secs} s")),
+            "docs/deploy.md: {function} has {secs} s"
+        );
+        assert!(
+            ai.lines().any(|l| l.contains(&format!("`{function}`:"))
+                && l.contains(&format!("timeout {secs} s"))),
+            "docs/ai.md: {function} has {secs} s"
+        );
+    }
+}

@@ -109,11 +109,9 @@ fn secrets_to_read(config: &Config, function: Function) -> Vec<(Secret, &'static
     }
     if needs.images != Need::No
         && let Some(Images::CloudStorage(storage)) = &config.images
+        && let Some(key) = &storage.service_account
     {
-        wanted.push((
-            storage.service_account.clone(),
-            "GOOGLE_SERVICE_ACCOUNT_SECRET_ID",
-        ));
+        wanted.push((key.clone(), "GOOGLE_SERVICE_ACCOUNT_SECRET_ID"));
     }
     if needs.ai != Need::No
         && let Some(AiConfig::OpenAi(openai)) = &config.ai
@@ -190,14 +188,19 @@ fn image_store(
         Some(Images::Folder(folder)) => Some(folder),
         Some(Images::CloudStorage(storage)) => {
             // One token source for the account, so Firestore and Storage share its
-            // cached token; the emulator has none, so Storage then gets its own.
-            let tokens = match firestore.and_then(FirestoreStore::token_source) {
-                Some(tokens) => tokens,
-                None => Arc::new(GoogleTokenSource::new(
-                    &storage.service_account,
+            // cached token; the Firestore emulator has none, so Storage then gets its
+            // own; the Storage emulator needs none.
+            let tokens = match (
+                &storage.service_account,
+                firestore.and_then(FirestoreStore::token_source),
+            ) {
+                (None, _) => None,
+                (Some(_), Some(tokens)) => Some(tokens),
+                (Some(key), None) => Some(Arc::new(GoogleTokenSource::new(
+                    key,
                     storage.token_url.as_deref(),
                     http.clone(),
-                )?),
+                )?)),
             };
             Some(Arc::new(CloudStorage::new(&storage, tokens, http.clone())))
         }
@@ -312,7 +315,7 @@ impl App {
         let without_secrets = async {
             tokio::join!(
                 async {
-                    if let Some(dynamo) = &dynamo {
+                    if let Some(dynamo) = dynamo.as_ref().filter(|_| needs.table) {
                         dynamo.warm_up().await;
                     }
                 },

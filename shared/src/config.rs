@@ -19,6 +19,8 @@ pub const GOOGLE_JWKS_URL: &str =
 pub const FIRESTORE_URL: &str = "https://firestore.googleapis.com";
 /// Cloud Storage's JSON API endpoint.
 pub const STORAGE_API_URL: &str = "https://storage.googleapis.com";
+/// Where Firebase serves a bucket's objects.
+pub const FIREBASE_DOWNLOAD_URL: &str = "https://firebasestorage.googleapis.com";
 /// OpenAI's API, the default of an OpenAI-compatible provider (`AI_BASE_URL` overrides it).
 pub const OPENAI_URL: &str = "https://api.openai.com/v1";
 /// Default image model (`AI_IMAGE_MODEL`).
@@ -177,10 +179,14 @@ pub struct OpenAiConfig {
 pub struct StorageConfig {
     /// The bucket name, e.g. `my-project.firebasestorage.app`.
     pub bucket: String,
-    /// Cloud Storage's API root (`STORAGE_API_URL`, for tests); Google's by default.
+    /// Cloud Storage's API root (`STORAGE_API_URL`, for tests); Google's by default, or
+    /// `http://{FIREBASE_STORAGE_EMULATOR_HOST}`.
     pub api_url: String,
-    /// The service account key JSON (the same one Firestore uses).
-    pub service_account: Secret,
+    /// Where the stored images are served from: Firebase's download host, or the emulator.
+    pub download_url: String,
+    /// The credentials of every call: the service account key JSON (the same one Firestore
+    /// uses), or none for the Firebase Storage emulator, which takes `Bearer owner`.
+    pub service_account: Option<Secret>,
     /// Google's OAuth token endpoint override (tests); the key file's `token_uri` otherwise.
     pub token_url: Option<String>,
 }
@@ -395,17 +401,11 @@ impl Config {
 
         let images = match s.get("STORAGE_BUCKET") {
             None => None,
-            Some(bucket) => Some(Images::CloudStorage(StorageConfig {
-                bucket: valid_bucket(bucket)?,
-                api_url: url_setting(s, "STORAGE_API_URL")?
-                    .unwrap_or_else(|| STORAGE_API_URL.into()),
-                service_account: service_account.ok_or_else(|| {
-                    ConfigError(
-                        "GOOGLE_SERVICE_ACCOUNT_JSON or GOOGLE_SERVICE_ACCOUNT_SECRET_ID must be set with STORAGE_BUCKET".into(),
-                    )
-                })?,
-                token_url: s.get("GOOGLE_TOKEN_URL"),
-            })),
+            Some(bucket) => Some(Images::CloudStorage(storage_config(
+                s,
+                valid_bucket(bucket)?,
+                service_account,
+            )?)),
         };
 
         Ok(Self {
@@ -637,6 +637,44 @@ fn url_setting(s: &impl Settings, key: &str) -> Result<Option<String>, ConfigErr
     }
 }
 
+/// Where the bucket is reached and with what: the Firebase Storage emulator when
+/// `FIREBASE_STORAGE_EMULATOR_HOST` is set (as the Admin SDK reads it), Cloud Storage with the
+/// service account otherwise.
+fn storage_config(
+    s: &impl Settings,
+    bucket: String,
+    service_account: Option<Secret>,
+) -> Result<StorageConfig, ConfigError> {
+    if let Some(host) = s.get("FIREBASE_STORAGE_EMULATOR_HOST") {
+        let root = format!("http://{}", host.trim());
+        if !is_http_url(&root) {
+            return Err(ConfigError(
+                "FIREBASE_STORAGE_EMULATOR_HOST must be host:port".into(),
+            ));
+        }
+        return Ok(StorageConfig {
+            bucket,
+            api_url: root.clone(),
+            download_url: root,
+            service_account: None,
+            token_url: None,
+        });
+    }
+    let service_account = service_account.ok_or_else(|| {
+        ConfigError(
+            "GOOGLE_SERVICE_ACCOUNT_SECRET_ID, GOOGLE_SERVICE_ACCOUNT_JSON or FIREBASE_STORAGE_EMULATOR_HOST must be set with STORAGE_BUCKET"
+                .into(),
+        )
+    })?;
+    Ok(StorageConfig {
+        bucket,
+        api_url: url_setting(s, "STORAGE_API_URL")?.unwrap_or_else(|| STORAGE_API_URL.into()),
+        download_url: FIREBASE_DOWNLOAD_URL.into(),
+        service_account: Some(service_account),
+        token_url: s.get("GOOGLE_TOKEN_URL"),
+    })
+}
+
 /// Cloud Storage bucket names: 3 to 222 of lowercase letters, digits, `-`, `_` and `.`.
 fn valid_bucket(bucket: String) -> Result<String, ConfigError> {
     let ok = (3..=222).contains(&bucket.len())
@@ -782,6 +820,23 @@ mod tests {
         };
         assert_eq!(storage.bucket, "demo-ads.firebasestorage.app");
         assert_eq!(storage.api_url, STORAGE_API_URL);
+        assert_eq!(storage.download_url, FIREBASE_DOWNLOAD_URL);
+
+        // The Storage emulator needs no key, and serves what it stores.
+        let mut s = base();
+        s.insert("STORAGE_BUCKET".into(), "demo-ads.appspot.com".into());
+        s.insert(
+            "FIREBASE_STORAGE_EMULATOR_HOST".into(),
+            "127.0.0.1:9199".into(),
+        );
+        let Some(Images::CloudStorage(storage)) = Config::from_settings(&s).unwrap().images else {
+            panic!("the emulator is Cloud Storage's API");
+        };
+        assert_eq!(storage.api_url, "http://127.0.0.1:9199");
+        assert_eq!(storage.download_url, "http://127.0.0.1:9199");
+        assert!(storage.service_account.is_none());
+        s.insert("FIREBASE_STORAGE_EMULATOR_HOST".into(), "a b".into());
+        assert!(Config::from_settings(&s).is_err());
     }
 
     #[test]

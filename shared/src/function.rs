@@ -26,9 +26,11 @@ pub enum Need {
     Required,
 }
 
-/// What a function needs beyond the connection table and event log, which all of them use.
+/// What a function needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Needs {
+    /// The connection table and event log (DynamoDB): every function but `GET /me`.
+    pub table: bool,
     /// The document store (Firestore, with the Google service account).
     pub documents: bool,
     /// Posting frames to sockets.
@@ -42,6 +44,7 @@ pub struct Needs {
 }
 
 const REST: Needs = Needs {
+    table: true,
     documents: true,
     pushes: true,
     id_tokens: true,
@@ -77,6 +80,13 @@ impl Function {
                     pushes: false,
                     ..REST
                 },
+                // Answered from the credentials alone.
+                Route::Me => Needs {
+                    table: false,
+                    documents: false,
+                    pushes: false,
+                    ..REST
+                },
                 Route::ListEvents => Needs {
                     documents: false,
                     pushes: false,
@@ -103,6 +113,7 @@ impl Function {
                 | Route::UpdateUser => REST,
             },
             Self::Ws(route) => Needs {
+                table: true,
                 documents: false,
                 pushes: route == WsRoute::Default,
                 id_tokens: route != WsRoute::Disconnect,
@@ -140,11 +151,17 @@ mod tests {
             "ws-default",
             "broadcast",
             "events-list",
+            "me",
         ] {
             assert!(!with_documents.contains(&name), "{name}");
         }
         assert!(with_documents.contains(&"products-update"));
         assert!(with_documents.contains(&"sweep-stuck"));
-        assert_eq!(Function::all().count(), 16);
+        assert_eq!(Function::all().count(), 17);
+        let without_table: Vec<&str> = Function::all()
+            .filter(|f| !f.needs().table)
+            .map(Function::name)
+            .collect();
+        assert_eq!(without_table, ["me"]);
     }
 }

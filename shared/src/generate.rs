@@ -141,6 +141,7 @@ pub async fn generate_ad_image(
         Ok(_) => "enriched",
         Err(e) => e.code(),
     };
+    crate::telemetry::emit_generation(result.is_ok());
     tracing::info!(
         product = %target.product,
         outcome,
@@ -360,6 +361,9 @@ pub async fn sweep_stuck(app: &App) -> Result<Sweep, AppError> {
         if mark_failed(app, &uid, &business, &product, doc).await? {
             sweep.failed += 1;
         }
+    }
+    if sweep.failed > 0 {
+        crate::telemetry::emit_stuck(sweep.failed);
     }
     if sweep.processing > 0 {
         tracing::info!(

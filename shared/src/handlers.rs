@@ -78,6 +78,17 @@ pub fn carried_bytes(json: &str) -> usize {
     json.len() + json.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
 }
 
+/// `GET /me`: `{uid, email}` of the caller, from its verified credentials alone: no document
+/// is read or written. A service call answers for the user it acts for, with no email (the
+/// service key carries none).
+pub fn me(who: &Principal) -> Value {
+    let email = match who {
+        Principal::User(token) => token.email.as_deref(),
+        Principal::Service { .. } => None,
+    };
+    json!({"uid": who.uid(), "email": email})
+}
+
 /// `POST /auth/login`: the user's state and the `seq` to resume from, creating `users/{uid}`
 /// from the token's claims on first login. The businesses, then the products, come in
 /// answers of at most [`MAX_ANSWER_BYTES`]: `next`, when not null, is passed back as

@@ -21,6 +21,8 @@ use crate::images;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Route {
     Login,
+    /// `GET /me`: who is calling, from the credentials alone.
+    Me,
     ListBusinesses,
     CreateBusiness,
     ListProducts,
@@ -35,8 +37,9 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 13] = [
         Route::Login,
+        Route::Me,
         Route::ListBusinesses,
         Route::CreateBusiness,
         Route::ListProducts,
@@ -54,6 +57,7 @@ impl Route {
     pub fn key(self) -> (Method, &'static str) {
         match self {
             Self::Login => (Method::POST, "/auth/login"),
+            Self::Me => (Method::GET, "/me"),
             Self::ListBusinesses => (Method::GET, "/businesses"),
             Self::CreateBusiness => (Method::POST, "/businesses"),
             Self::ListProducts => (Method::GET, "/products/{businessId}"),
@@ -82,6 +86,7 @@ impl Route {
     pub fn function(self) -> &'static str {
         match self {
             Self::Login => "auth-login",
+            Self::Me => "me",
             Self::ListBusinesses => "businesses-list",
             Self::CreateBusiness => "businesses-create",
             Self::ListProducts => "products-list",
@@ -296,6 +301,10 @@ async fn run(app: &App, route: Route, req: &ApiRequest) -> Result<(StatusCode, V
             let after = after.and_then(|r| r.after);
             Ok((S::OK, handlers::login(app, &who, after.as_deref()).await?))
         }
+        Route::Me => {
+            let who = app.auth.authenticate(&req.headers).await?;
+            Ok((S::OK, handlers::me(&who)))
+        }
         Route::ListBusinesses => {
             let who = app.auth.authenticate(&req.headers).await?;
             Ok((S::OK, handlers::list_businesses(app, &who).await?))
@@ -410,6 +419,8 @@ mod tests {
         assert_eq!(params["productId"], "p2");
         let (route, _) = Route::resolve(&Method::POST, "/ai/generate-ad-image").unwrap();
         assert_eq!(route, Route::GenerateAdImage);
+        let (route, _) = Route::resolve(&Method::GET, "/me").unwrap();
+        assert_eq!(route, Route::Me);
         assert!(matches!(
             Route::resolve(&Method::GET, "/products/b1/p2/image"),
             Err(AppError::MethodNotAllowed(_))

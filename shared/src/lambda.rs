@@ -165,7 +165,7 @@ async fn run_sweeper() -> Result<(), Error> {
 
 /// Runs `function` for the life of the process: the whole `main` of a Lambda binary. The
 /// async runtime is built here rather than in each binary, so that a binary is a call and a
-/// link (sixteen binaries compile in seconds instead of minutes).
+/// link (seventeen binaries compile in seconds instead of minutes).
 pub fn start(function: Function) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

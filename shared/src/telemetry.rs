@@ -60,6 +60,21 @@ pub fn init() {
         .try_init();
 }
 
+/// The CloudWatch namespace of the backend's metrics.
+pub const NAMESPACE: &str = "AdSync";
+
+/// Every metric the backend emits, with its unit: what `template.yaml`'s alarms and dashboard
+/// may name (a test keeps them to these).
+pub const METRICS: [(&str, &str); 7] = [
+    ("EventsPushed", "Count"),
+    ("GoneConnections", "Count"),
+    ("FailedPushes", "Count"),
+    ("PushLatency", "Milliseconds"),
+    ("GenerationsEnriched", "Count"),
+    ("GenerationsFailed", "Count"),
+    ("StuckProductsFailed", "Count"),
+];
+
 /// Counts and latencies of one fan-out, as operators watch them.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct PushMetrics {
@@ -72,35 +87,82 @@ pub struct PushMetrics {
 /// Writes `metrics` as one Embedded Metric Format line, which CloudWatch turns into metrics
 /// with no client and no extra call. Only inside Lambda: locally it would be noise.
 pub fn emit(metrics: &PushMetrics) {
+    write(&push_values(metrics));
+}
+
+/// One ad generation that took its product: made (`enriched`) or not (`failed`).
+pub fn emit_generation(enriched: bool) {
+    write(&generation_values(enriched));
+}
+
+/// Products a sweep found stuck in `processing` and marked `failed`.
+pub fn emit_stuck(failed: usize) {
+    write(&stuck_values(failed));
+}
+
+type Values = Vec<(&'static str, serde_json::Value)>;
+
+fn push_values(m: &PushMetrics) -> Values {
+    vec![
+        ("EventsPushed", json!(m.events_pushed)),
+        ("GoneConnections", json!(m.gone_connections)),
+        ("FailedPushes", json!(m.failed_pushes)),
+        ("PushLatency", json!(m.push_latency_ms)),
+    ]
+}
+
+fn generation_values(enriched: bool) -> Values {
+    vec![
+        ("GenerationsEnriched", json!(u64::from(enriched))),
+        ("GenerationsFailed", json!(u64::from(!enriched))),
+    ]
+}
+
+fn stuck_values(failed: usize) -> Values {
+    vec![("StuckProductsFailed", json!(failed))]
+}
+
+fn write(values: &[(&str, serde_json::Value)]) {
     let Ok(function) = std::env::var("AWS_LAMBDA_FUNCTION_NAME") else {
         return;
     };
-    let line = emf_line(&function, metrics, chrono::Utc::now().timestamp_millis());
+    let line = emf_line(&function, values, chrono::Utc::now().timestamp_millis());
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
 }
 
-fn emf_line(function: &str, m: &PushMetrics, timestamp_ms: i64) -> serde_json::Value {
-    json!({
+/// The EMF line of `values`, each a metric of [`METRICS`] (its unit from there), by function
+/// and, with no dimension, summed over every function (what the alarms watch).
+fn emf_line(
+    function: &str,
+    values: &[(&str, serde_json::Value)],
+    timestamp_ms: i64,
+) -> serde_json::Value {
+    let declared: Vec<serde_json::Value> = values
+        .iter()
+        .map(|(name, _)| {
+            let unit = METRICS
+                .iter()
+                .find(|(known, _)| known == name)
+                .map_or("None", |(_, unit)| unit);
+            json!({"Name": name, "Unit": unit})
+        })
+        .collect();
+    let mut line = json!({
         "_aws": {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
-                "Namespace": "AdSync",
-                "Dimensions": [["FunctionName"]],
-                "Metrics": [
-                    {"Name": "EventsPushed", "Unit": "Count"},
-                    {"Name": "GoneConnections", "Unit": "Count"},
-                    {"Name": "FailedPushes", "Unit": "Count"},
-                    {"Name": "PushLatency", "Unit": "Milliseconds"}
-                ]
+                "Namespace": NAMESPACE,
+                "Dimensions": [["FunctionName"], []],
+                "Metrics": declared,
             }]
         },
         "FunctionName": function,
-        "EventsPushed": m.events_pushed,
-        "GoneConnections": m.gone_connections,
-        "FailedPushes": m.failed_pushes,
-        "PushLatency": m.push_latency_ms,
-    })
+    });
+    for (name, value) in values {
+        line[*name] = value.clone();
+    }
+    line
 }
 
 #[cfg(test)]
@@ -131,7 +193,7 @@ mod tests {
             failed_pushes: 0,
             push_latency_ms: vec![3.5, 7.0],
         };
-        let line = emf_line("products-update", &m, 1_700_000_000_000);
+        let line = emf_line("products-update", &push_values(&m), 1_700_000_000_000);
         let declared = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
             .unwrap()
@@ -146,5 +208,30 @@ mod tests {
         }
         assert_eq!(line["EventsPushed"], 2);
         assert_eq!(line["PushLatency"][1], 7.0);
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Metrics"][3]["Unit"],
+            "Milliseconds"
+        );
+        // By function, and summed over all of them (no dimension).
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["FunctionName"], []])
+        );
+    }
+
+    #[test]
+    fn every_metric_of_the_list_is_emitted_and_nothing_else() {
+        let mut emitted: Vec<&str> = push_values(&PushMetrics::default())
+            .into_iter()
+            .chain(generation_values(true))
+            .chain(stuck_values(1))
+            .map(|(name, _)| name)
+            .collect();
+        emitted.sort_unstable();
+        let mut listed: Vec<&str> = METRICS.iter().map(|(name, _)| *name).collect();
+        listed.sort_unstable();
+        assert_eq!(emitted, listed);
+        let failed = generation_values(false);
+        assert_eq!(failed[1], ("GenerationsFailed", json!(1)));
     }
 }

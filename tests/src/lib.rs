@@ -7,9 +7,11 @@
 
 pub mod cluster;
 pub mod faults;
+pub mod runtime_api;
 mod servers;
 pub mod stand_ins;
 pub mod sync_client;
+pub mod template;
 pub mod transport;
 
 use std::collections::HashMap;

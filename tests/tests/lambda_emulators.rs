@@ -28,10 +28,14 @@ fn calls(reads: usize, lists: usize, queries: usize, writes: usize) -> Firestore
 }
 
 #[tokio::test]
-async fn the_login_costs_one_read_and_two_queries_and_every_mutation_one_write() {
+async fn me_costs_nothing_the_login_one_read_and_two_queries_and_every_mutation_one_write() {
     let lambda = Lambda::start(&Setup::default()).await;
     let t: &dyn Transport = &lambda;
     let login = || t.as_user("alice", Method::POST, "/auth/login", None);
+
+    // Who is calling: the token alone.
+    let (me, r) = counted(&lambda, t.as_user("alice", Method::GET, "/me", None)).await;
+    assert_eq!((r.status, me), (StatusCode::OK, calls(0, 0, 0, 0)));
 
     // First login: the user read, the user create, a businesses query and a products query.
     let (first, r) = counted(&lambda, login()).await;
@@ -225,4 +229,36 @@ async fn a_failing_dependency_is_a_bare_500_never_a_hang_or_a_leak() {
         .await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn the_storage_emulator_is_reached_without_a_key_and_serves_what_it_stores() {
+    use adsync::ids::{ProductId, Uid};
+    use adsync::images::{Image, ImageKind, ObjectName};
+    let google = integration_tests::stand_ins::Google::storage_emulator().await;
+    let host = google.base.trim_start_matches("http://").to_owned();
+    let t = TestApp::spawn_with(&[
+        ("STORAGE_BUCKET", BUCKET),
+        ("FIREBASE_STORAGE_EMULATOR_HOST", host.as_str()),
+        ("AI_PROVIDER", "offline"),
+    ])
+    .await;
+    let images = t.app.images.as_deref().expect("an image store");
+    let name = ObjectName::new(
+        &Uid::parse("alice").unwrap(),
+        &ProductId::parse("p1").unwrap(),
+        ImageKind::Png,
+    );
+    let image = Image {
+        bytes: png().into(),
+        kind: ImageKind::Png,
+    };
+    let url = images.put(&name, &image).await.expect("stored");
+    assert!(
+        url.starts_with(&format!("{}/v0/b/{BUCKET}/o/users%2Falice", google.base)),
+        "{url}"
+    );
+    let sent = google.uploads().pop().expect("an upload");
+    assert_eq!(sent.authorization, "Bearer owner", "the emulator's admin");
+    assert_eq!(google.token_exchanges(), 0, "no key, no token");
 }

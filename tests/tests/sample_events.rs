@@ -260,31 +260,11 @@ fn the_template_routes_exactly_the_route_table() {
 /// The names of the environment variables each function's own `Environment` block sets in
 /// `template.yaml` (the Globals apart).
 fn template_function_variables() -> BTreeMap<String, Vec<String>> {
-    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).expect("template.yaml");
-    let mut variables: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut binary: Option<String> = None;
-    let mut in_variables = false;
-    for line in template.lines() {
-        let trimmed = line.trim();
-        let indent = line.len() - line.trim_start().len();
-        if let Some(b) = trimmed.strip_prefix("Binary:") {
-            binary = Some(b.trim().to_owned());
-            variables.entry(b.trim().to_owned()).or_default();
-            in_variables = false;
-        } else if trimmed == "Variables:" && binary.is_some() {
-            in_variables = true;
-        } else if in_variables && indent == 10 && !trimmed.starts_with('#') {
-            if let (Some(b), Some((name, _))) = (&binary, trimmed.split_once(':')) {
-                variables
-                    .entry(b.clone())
-                    .or_default()
-                    .push(name.to_owned());
-            }
-        } else if in_variables && indent <= 8 && !trimmed.is_empty() && !trimmed.starts_with('#') {
-            in_variables = false;
-        }
-    }
-    variables
+    integration_tests::template::environment(&integration_tests::template::text())
+        .into_iter()
+        .filter(|(owner, _)| !owner.is_empty())
+        .map(|(owner, vars)| (owner, vars.into_iter().map(|(name, _)| name).collect()))
+        .collect()
 }
 
 /// Each function's resource in `template.yaml`, by its binary's name.
@@ -447,10 +427,10 @@ fn the_functions_deadlines_are_the_template_timeouts_and_under_the_writer_lease(
 }
 
 /// The backend path of an HTTP Request node's URL expression, with its `{{ }}` expressions
-/// replaced by sample ids: `={{ $('Config').item.json.backendUrl }}/products/update/{{ ... }}/{{ ... }}`
+/// replaced by sample ids: `={{ $('Config').first().json.backendUrl }}/products/update/{{ ... }}/{{ ... }}`
 /// becomes `/products/update/id/id`.
 fn backend_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("={{ $('Config').item.json.backendUrl }}")?;
+    let rest = url.strip_prefix("={{ $('Config').first().json.backendUrl }}")?;
     let mut out = String::new();
     let mut rest = rest;
     while let Some(start) = rest.find("{{") {
@@ -463,11 +443,32 @@ fn backend_path(url: &str) -> Option<String> {
     Some(out)
 }
 
-#[test]
-fn the_n8n_workflow_is_well_formed_and_calls_the_backend_as_it_expects() {
+fn n8n_workflow() -> Value {
     let text = std::fs::read_to_string(format!("{ROOT}/n8n/generate-ad-image.workflow.json"))
         .expect("the workflow file");
-    let workflow: Value = serde_json::from_str(&text).expect("valid JSON");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// The nodes each output of `name` leads to (`main[i]`), as the connections say.
+fn outputs<'a>(workflow: &'a Value, name: &str) -> Vec<Vec<&'a str>> {
+    workflow["connections"][name]["main"]
+        .as_array()
+        .map(|outs| {
+            outs.iter()
+                .map(|links| {
+                    links
+                        .as_array()
+                        .map(|l| l.iter().filter_map(|t| t["node"].as_str()).collect())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_n8n_workflow_is_well_formed_and_calls_the_backend_as_it_expects() {
+    let workflow = n8n_workflow();
     let nodes = workflow["nodes"].as_array().expect("nodes");
     let names: Vec<&str> = nodes
         .iter()
@@ -484,6 +485,9 @@ fn the_n8n_workflow_is_well_formed_and_calls_the_backend_as_it_expects() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), nodes.len(), "node ids are unique");
+    // `n8n import:workflow` refuses a workflow without a version id, and one marked active.
+    assert!(workflow["versionId"].is_string() && workflow["id"].is_string());
+    assert_eq!(workflow["active"], false);
     for node in nodes {
         assert!(
             node["type"]
@@ -496,15 +500,15 @@ fn the_n8n_workflow_is_well_formed_and_calls_the_backend_as_it_expects() {
         assert_eq!(node["position"].as_array().map(Vec::len), Some(2), "{node}");
     }
 
-    // Every connection joins existing nodes, and every node but the trigger is reached.
+    // Every connection joins existing nodes, and every node but the triggers is reached.
     let connections = workflow["connections"].as_object().expect("connections");
     let mut reached = std::collections::HashSet::new();
-    for (from, outputs) in connections {
+    for (from, outs) in connections {
         assert!(
             names.contains(&from.as_str()),
             "connection from unknown node {from}"
         );
-        for output in outputs["main"].as_array().expect("main outputs") {
+        for output in outs["main"].as_array().expect("main outputs") {
             for link in output.as_array().expect("an output") {
                 let to = link["node"].as_str().expect("a target");
                 assert!(names.contains(&to), "connection to unknown node {to}");
@@ -518,74 +522,212 @@ fn the_n8n_workflow_is_well_formed_and_calls_the_backend_as_it_expects() {
         let trigger = node["type"] == "n8n-nodes-base.webhook";
         assert_eq!(reached.contains(name), !trigger, "{name} reached");
     }
-    let webhook = nodes
+    // The new path and the seed's, both answered by a Respond node.
+    let mut paths: Vec<&str> = nodes
         .iter()
-        .find(|n| n["type"] == "n8n-nodes-base.webhook")
-        .expect("a webhook");
-    assert_eq!(webhook["parameters"]["httpMethod"], "POST");
-
-    // Backend calls: known routes, with the service key credential and X-On-Behalf-Of.
-    let http_nodes: Vec<&Value> = nodes
-        .iter()
-        .filter(|n| n["type"] == "n8n-nodes-base.httpRequest")
+        .filter(|n| n["type"] == "n8n-nodes-base.webhook")
+        .map(|n| {
+            assert_eq!(n["parameters"]["httpMethod"], "POST");
+            assert_eq!(n["parameters"]["responseMode"], "responseNode");
+            n["parameters"]["path"].as_str().expect("a path")
+        })
         .collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["enrich-product", "generate-ad-image"]);
+
+    // Backend calls: known routes, with the service key credential and X-On-Behalf-Of; every
+    // call has a timeout and n8n's retries.
     let mut routes = Vec::new();
     let mut ai_calls = Vec::new();
-    for node in &http_nodes {
+    for node in nodes
+        .iter()
+        .filter(|n| n["type"] == "n8n-nodes-base.httpRequest")
+    {
+        let name = node["name"].as_str().unwrap();
         let p = &node["parameters"];
         let url = p["url"].as_str().expect("a url");
         let method = p["method"].as_str().unwrap_or("GET");
+        assert!(
+            p["options"]["timeout"].as_u64().is_some_and(|t| t > 0),
+            "{name}: a timeout"
+        );
+        assert_eq!(node["retryOnFail"], true, "{name} retries");
+        assert!(node["maxTries"].as_u64().is_some_and(|t| t >= 2), "{name}");
+        assert!(
+            node["waitBetweenTries"].as_u64().is_some_and(|t| t >= 1000),
+            "{name}"
+        );
         if let Some(path) = backend_path(url) {
             let method: http::Method = method.parse().unwrap();
             let (route, _) = Route::resolve(&method, &path)
-                .unwrap_or_else(|e| panic!("{} {path} is not a backend route: {e}", node["name"]));
+                .unwrap_or_else(|e| panic!("{name}: {path} is not a backend route: {e}"));
             let headers: Vec<&str> = p["headerParameters"]["parameters"]
                 .as_array()
                 .map(|h| h.iter().filter_map(|h| h["name"].as_str()).collect())
                 .unwrap_or_default();
-            if route == Route::Login {
+            if route == Route::Me {
                 // The caller's own token, forwarded: this is how the workflow learns the uid.
-                assert_eq!(headers, ["Authorization"], "{}", node["name"]);
+                assert_eq!(headers, ["Authorization"], "{name}");
+                assert!(node["credentials"].is_null(), "{name}");
             } else {
-                assert_eq!(
-                    p["authentication"], "genericCredentialType",
-                    "{}",
-                    node["name"]
-                );
-                assert_eq!(p["genericAuthType"], "httpHeaderAuth", "{}", node["name"]);
+                assert_eq!(p["authentication"], "genericCredentialType", "{name}");
+                assert_eq!(p["genericAuthType"], "httpHeaderAuth", "{name}");
                 assert!(node["credentials"]["httpHeaderAuth"]["name"].is_string());
-                assert!(headers.contains(&"X-On-Behalf-Of"), "{}", node["name"]);
+                assert!(headers.contains(&"X-On-Behalf-Of"), "{name}");
             }
             if route == Route::Broadcast {
                 let body = p["jsonBody"].as_str().expect("a JSON body");
                 assert!(body.contains("\"ai:progress\""), "{body}");
                 assert!(body.contains("uid") && body.contains("data"), "{body}");
             }
+            if matches!(route, Route::UpdateProduct | Route::UploadProductImage) {
+                // A product answer has an `error` field of its own, which n8n would take for
+                // a failed call (and retry) unless it sits under the whole response's `body`.
+                assert_eq!(
+                    p["options"]["response"]["response"]["fullResponse"], true,
+                    "{name}"
+                );
+            }
             routes.push(route);
         } else {
             let path = url
-                .strip_prefix("={{ $('Config').item.json.aiBaseUrl }}")
+                .strip_prefix("={{ $('Config').first().json.aiBaseUrl }}")
                 .unwrap_or_else(|| {
                     panic!(
-                        "{}: the URL must start with the Config node's backendUrl or aiBaseUrl",
-                        node["name"]
+                        "{name}: the URL must start with the Config node's backendUrl or aiBaseUrl"
                     )
                 });
             assert_eq!(method, "POST");
-            assert_eq!(p["genericAuthType"], "httpHeaderAuth", "{}", node["name"]);
+            assert_eq!(p["genericAuthType"], "httpHeaderAuth", "{name}");
             ai_calls.push(path.to_owned());
         }
     }
     for route in [
-        Route::Login,
+        Route::Me,
         Route::UpdateProduct,
         Route::Broadcast,
         Route::UploadProductImage,
     ] {
         assert!(routes.contains(&route), "the workflow calls {route:?}");
     }
+    assert!(
+        !routes.contains(&Route::Login),
+        "no login bootstrap (a user read, every business, a products query) per run"
+    );
     ai_calls.sort();
     assert_eq!(ai_calls, ["/chat/completions", "/images/generations"]);
+}
+
+/// Nothing the workflow does leaves a product `processing`: from the moment "Mark processing"
+/// succeeds, every node either cannot stop the run (n8n's `onError` continues) and every one
+/// of its outputs, its error output included, leads on, until "Mark enriched" succeeds or
+/// "Mark failed" is reached; and a "Mark processing" whose outcome is unknown reaches "Mark
+/// failed" too.
+#[test]
+fn every_failure_of_the_n8n_workflow_ends_in_mark_failed() {
+    let workflow = n8n_workflow();
+    let node = |name: &str| -> &Value {
+        workflow["nodes"]
+            .as_array()
+            .and_then(|nodes| nodes.iter().find(|n| n["name"] == name))
+            .unwrap_or_else(|| panic!("no node {name}"))
+    };
+    // Outputs a node has: one, two for an IF; plus the error output with continueErrorOutput.
+    let expected_outputs = |n: &Value| {
+        let regular = if n["type"] == "n8n-nodes-base.if" {
+            2
+        } else {
+            1
+        };
+        regular + usize::from(n["onError"] == "continueErrorOutput")
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut queue: Vec<&str> = outputs(&workflow, "Mark processing")[0].clone();
+    assert!(!queue.is_empty(), "Mark processing leads on");
+    while let Some(name) = queue.pop() {
+        if name == "Mark failed" || !seen.insert(name) {
+            continue;
+        }
+        let n = node(name);
+        let on_error = n["onError"].as_str().unwrap_or("stopWorkflow");
+        let continues = matches!(on_error, "continueErrorOutput" | "continueRegularOutput");
+        let can_fail = !matches!(
+            n["type"].as_str(),
+            Some("n8n-nodes-base.if" | "n8n-nodes-base.set")
+        );
+        assert!(
+            continues || !can_fail,
+            "{name} stops the run on an error (onError {on_error})"
+        );
+        let outs = outputs(&workflow, name);
+        assert_eq!(outs.len(), expected_outputs(n), "{name}: its outputs");
+        for (index, targets) in outs.iter().enumerate() {
+            let enriched = name == "Mark enriched" && index == 0;
+            assert!(
+                enriched || !targets.is_empty(),
+                "{name}: output {index} leads nowhere while the product is processing"
+            );
+            if !enriched {
+                queue.extend(targets);
+            }
+        }
+    }
+    for name in [
+        "Progress: caption",
+        "Write caption",
+        "Progress: image",
+        "Generate image",
+        "Image to file",
+        "Store image",
+        "Mark enriched",
+    ] {
+        assert!(seen.contains(name), "{name} runs while processing");
+        assert_eq!(node(name)["onError"], "continueErrorOutput", "{name}");
+        assert_eq!(
+            outputs(&workflow, name).last().map(Vec::as_slice),
+            Some(["Mark failed"].as_slice()),
+            "{name}'s error output"
+        );
+    }
+    // A failed processing mark may still have been written (a 5xx, no answer): it is marked
+    // failed too.
+    let mut queue: Vec<&str> = outputs(&workflow, "Mark processing")[1].clone();
+    let mut reaches_mark_failed = false;
+    let mut visited = std::collections::BTreeSet::new();
+    while let Some(name) = queue.pop() {
+        reaches_mark_failed |= name == "Mark failed";
+        if visited.insert(name) {
+            queue.extend(outputs(&workflow, name).concat());
+        }
+    }
+    assert!(reaches_mark_failed, "Mark processing's error output");
+    // Marking failed retries longest; if it still cannot, the sweeper fails the product at its
+    // processingUntil. What follows the two marks never stops the run on an error.
+    let mark_failed = node("Mark failed");
+    assert!(mark_failed["maxTries"].as_u64() >= node("Store image")["maxTries"].as_u64());
+    for name in ["Mark failed", "Progress: failed", "Progress: done"] {
+        assert_eq!(node(name)["onError"], "continueRegularOutput", "{name}");
+    }
+}
+
+#[test]
+fn the_n8n_docs_name_the_version_the_workflow_is_tested_with() {
+    let package: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/n8n/test/package.json")).expect("package.json"),
+    )
+    .expect("JSON");
+    let version = package["dependencies"]["n8n"]
+        .as_str()
+        .expect("a pinned n8n");
+    assert!(
+        version.chars().all(|c| c.is_ascii_digit() || c == '.'),
+        "an exact version, not a range: {version}"
+    );
+    let docs = std::fs::read_to_string(format!("{ROOT}/docs/n8n.md")).expect("docs/n8n.md");
+    assert!(
+        docs.contains(&format!("n8n {version}")),
+        "docs/n8n.md names n8n {version}"
+    );
 }
 
 /// Lambda's limit on a synchronous invocation's event, in bytes.
@@ -728,4 +870,120 @@ fn raising_the_log_level_keeps_the_metrics() {
         "Lambda must not filter application lines: {globals}"
     );
     assert!(globals.contains("RUST_LOG: !Ref LogLevel"), "{globals}");
+}
+
+/// Every top-level entry of `template.yaml`'s sections (indented two spaces) of `kind` (its
+/// `Type`): its logical id and its block.
+fn template_resources(kind: &str) -> Vec<(String, String)> {
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).expect("template.yaml");
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in template.lines() {
+        let top = line.starts_with("  ") && !line.starts_with("   ") && line.ends_with(':');
+        if top {
+            blocks.push((line.trim().trim_end_matches(':').to_owned(), String::new()));
+        } else if let Some((_, block)) = blocks.last_mut().filter(|_| line.starts_with("    ")) {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    blocks.retain(|(_, block)| block.starts_with(&format!("    Type: {kind}\n")));
+    blocks
+}
+
+fn property<'a>(block: &'a str, name: &str) -> Option<&'a str> {
+    block
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{name}:")))
+        .map(str::trim)
+}
+
+#[test]
+fn the_alarms_watch_every_function_both_apis_and_the_metrics_the_code_emits() {
+    let alarms = template_resources("AWS::CloudWatch::Alarm");
+    assert!(alarms.len() > 30, "{} alarms", alarms.len());
+    let template = std::fs::read_to_string(format!("{ROOT}/template.yaml")).unwrap();
+    let watching = |namespace: &str, metric: &str, dimension: &str| {
+        alarms.iter().any(|(_, block)| {
+            property(block, "Namespace") == Some(namespace)
+                && property(block, "MetricName") == Some(metric)
+                && block.contains(dimension)
+        })
+    };
+    // Every function: its failed invocations and its throttles.
+    let functions = template_resources("AWS::Serverless::Function");
+    assert_eq!(functions.len(), adsync::function::Function::all().count());
+    for (logical_id, block) in &functions {
+        let binary = property(block, "Binary").unwrap_or_default();
+        let dimension = format!("Value: !Ref {logical_id}");
+        for metric in ["Errors", "Throttles"] {
+            assert!(
+                watching("AWS/Lambda", metric, &dimension),
+                "no {metric} alarm for {binary}"
+            );
+        }
+    }
+    assert_eq!(
+        alarms
+            .iter()
+            .filter(|(_, b)| property(b, "Namespace") == Some("AWS/Lambda"))
+            .count(),
+        2 * adsync::function::Function::all().count()
+    );
+    // The APIs' 5xx: the HTTP API's answers, the WebSocket routes' failed integrations.
+    assert!(watching("AWS/ApiGateway", "5xx", "Value: !Ref HttpApi"));
+    assert!(watching(
+        "AWS/ApiGateway",
+        "ExecutionError",
+        "Value: !Ref WebSocketApi"
+    ));
+    // The application's own: only metrics the code emits, and the failures among them.
+    let emitted: Vec<&str> = adsync::telemetry::METRICS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    for (id, block) in &alarms {
+        if property(block, "Namespace") == Some(adsync::telemetry::NAMESPACE) {
+            let metric = property(block, "MetricName").unwrap_or_default();
+            assert!(
+                emitted.contains(&metric),
+                "{id} watches {metric}, which nothing emits"
+            );
+            // The EMF lines carry the metric without dimensions too: what these watch.
+            assert!(!block.contains("Dimensions:"), "{id}");
+        }
+    }
+    for metric in ["FailedPushes", "GenerationsFailed", "StuckProductsFailed"] {
+        assert!(watching("AdSync", metric, ""), "no alarm on {metric}");
+    }
+    // Notifications only when a topic is given.
+    for (id, block) in &alarms {
+        for actions in ["AlarmActions", "OKActions"] {
+            assert_eq!(
+                property(block, actions),
+                Some("!If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]"),
+                "{id} {actions}"
+            );
+        }
+    }
+    assert!(template.contains("HasAlarmTopic: !Not [!Equals [!Ref AlarmTopicArn, '']]"));
+}
+
+#[test]
+fn the_dashboard_shows_every_metric_the_code_emits() {
+    let dashboard = template_block("  Dashboard:");
+    assert!(dashboard.contains("Type: AWS::CloudWatch::Dashboard"));
+    let body = dashboard
+        .split_once("DashboardBody: !Sub |")
+        .map(|(_, body)| body)
+        .expect("a dashboard body");
+    // `!Sub` variables aside, the body is the JSON CloudWatch takes.
+    let json: Value = serde_json::from_str(&body.replace("${", "{"))
+        .unwrap_or_else(|e| panic!("the dashboard body is not JSON ({e}):\n{body}"));
+    let text = json.to_string();
+    for (metric, _) in adsync::telemetry::METRICS {
+        assert!(
+            text.contains(&format!("[\"AdSync\",\"{metric}\"")),
+            "the dashboard has no {metric}"
+        );
+    }
 }

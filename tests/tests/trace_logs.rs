@@ -8,111 +8,17 @@
 //! operators. A secret read from Secrets Manager (on moto) is not logged either.
 //!
 //! The function binaries come from `FUNCTION_BIN_DIR` (`scripts/test` builds them); the
-//! Lambda Runtime API is emulated here.
+//! Lambda Runtime API is emulated (`integration_tests::runtime_api`).
 
-use std::collections::VecDeque;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use integration_tests::ManagementRecorder;
+use integration_tests::runtime_api::{Runtime, drain};
 use serde_json::Value;
-use tokio::sync::Notify;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// The service key the broadcast sample event carries.
 const SERVICE_KEY: &str = "local-service-key";
-
-/// The Runtime API: hands out queued events, collects what the function answers.
-#[derive(Clone, Default)]
-struct Runtime {
-    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
-    answers: Arc<Mutex<Vec<(String, Value)>>>,
-    answered: Arc<Notify>,
-}
-
-async fn next(State(rt): State<Runtime>) -> Response {
-    let Some((id, event)) = rt.queue.lock().unwrap().pop_front() else {
-        // Nothing more to run: hold the request, as Lambda freezes an idle function.
-        std::future::pending::<()>().await;
-        unreachable!();
-    };
-    let deadline = chrono::Utc::now().timestamp_millis() + 10_000;
-    let mut headers = HeaderMap::new();
-    let mut set = |name: &'static str, value: String| {
-        headers.insert(name, HeaderValue::from_str(&value).unwrap());
-    };
-    set("lambda-runtime-aws-request-id", id);
-    set("lambda-runtime-deadline-ms", deadline.to_string());
-    set(
-        "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:us-east-1:123456789012:function:trace".into(),
-    );
-    set(
-        "lambda-runtime-trace-id",
-        "Root=1-5e1b4151-5ac6c58f5b5daa6532e4f1f6".into(),
-    );
-    (headers, Json(event)).into_response()
-}
-
-async fn answer(
-    State(rt): State<Runtime>,
-    Path((id, kind)): Path<(String, String)>,
-    body: String,
-) -> StatusCode {
-    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    rt.answers
-        .lock()
-        .unwrap()
-        .push((format!("{kind} {id}"), value));
-    rt.answered.notify_waiters();
-    StatusCode::ACCEPTED
-}
-
-async fn init_error(State(rt): State<Runtime>, body: String) -> StatusCode {
-    rt.answers
-        .lock()
-        .unwrap()
-        .push(("init error".into(), Value::String(body)));
-    rt.answered.notify_waiters();
-    StatusCode::ACCEPTED
-}
-
-impl Runtime {
-    async fn serve(&self) -> String {
-        let router = Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(answer))
-            .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        addr.to_string()
-    }
-
-    /// Waits until `n` answers came; all of them.
-    async fn answers(&self, n: usize) -> Vec<(String, Value)> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let notified = self.answered.notified();
-            {
-                let answers = self.answers.lock().unwrap();
-                if answers.len() >= n {
-                    return answers.clone();
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.answers.lock().unwrap().clone();
-            }
-        }
-    }
-}
 
 fn sample_event(name: &str) -> Value {
     let text = std::fs::read_to_string(format!("{ROOT}/events/{name}.json")).unwrap();
@@ -176,14 +82,7 @@ async fn run(
     );
     let management = ManagementRecorder::start().await;
 
-    let runtime = Runtime::default();
-    for (i, event) in events.iter().enumerate() {
-        runtime
-            .queue
-            .lock()
-            .unwrap()
-            .push_back((format!("request-{i}"), event.clone()));
-    }
+    let runtime = Runtime::with_events(events);
     let api = runtime.serve().await;
     let mut command = tokio::process::Command::new(&path);
     command
@@ -229,7 +128,7 @@ async fn run(
     // next: stopping it ends its output.
     let answers = tokio::select! {
         answers = runtime.answers(events.len()) => answers,
-        _ = child.wait() => runtime.answers.lock().unwrap().clone(),
+        _ = child.wait() => runtime.posted(),
     };
     let _ = child.start_kill();
     child.wait().await.unwrap();
@@ -239,20 +138,6 @@ async fn run(
         String::from_utf8_lossy(&stderr.await.unwrap())
     );
     (answers, text)
-}
-
-/// Everything `pipe` yields until it closes.
-fn drain<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut out = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut out).await;
-        }
-        out
-    })
 }
 
 /// The part of an ID token that makes it one (its claims): found anywhere, it leaked.

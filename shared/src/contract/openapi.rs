@@ -109,6 +109,31 @@ fn operation(route: Route) -> Operation {
             errors: &[],
             emits: &[],
         },
+        Route::Me => Operation {
+            id: "me",
+            summary: "Who is calling: the caller's uid and email, from the credentials alone",
+            description: "Reads and writes nothing. A service call answers for the user it acts \
+                for, with no email."
+                .into(),
+            caller: Caller::User,
+            query: vec![],
+            body: Body::None,
+            success: (
+                S::OK,
+                "the caller",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "uid": {"type": "string"},
+                        "email": {"type": ["string", "null"]},
+                    },
+                    "required": ["uid", "email"],
+                    "additionalProperties": false,
+                }),
+            ),
+            errors: &[],
+            emits: &[],
+        },
         Route::ListBusinesses => Operation {
             id: "listBusinesses",
             summary: "List the caller's businesses, oldest first",

@@ -19,27 +19,29 @@ use crate::config::StorageConfig;
 use crate::google::GoogleTokenSource;
 use crate::outbound::{describe, percent_encode};
 
-/// Where Firebase serves a bucket's objects.
-pub const FIREBASE_DOWNLOAD_URL: &str = "https://firebasestorage.googleapis.com";
-
-/// The [`ImageStore`] over Cloud Storage.
+/// The [`ImageStore`] over Cloud Storage (or the Firebase Storage emulator, which speaks its
+/// API).
 pub struct CloudStorage {
     http: reqwest::Client,
     api_url: String,
+    download_url: String,
     bucket: String,
-    tokens: Arc<GoogleTokenSource>,
+    /// The service account's tokens; `None` for the emulator, which takes `Bearer owner` (as
+    /// the Admin SDK sends it) for an administrator.
+    tokens: Option<Arc<GoogleTokenSource>>,
 }
 
 impl CloudStorage {
     /// A store for `config.bucket`, authenticated by `tokens`; `http` carries the timeouts.
     pub fn new(
         config: &StorageConfig,
-        tokens: Arc<GoogleTokenSource>,
+        tokens: Option<Arc<GoogleTokenSource>>,
         http: reqwest::Client,
     ) -> Self {
         Self {
             http,
             api_url: config.api_url.trim_end_matches('/').to_owned(),
+            download_url: config.download_url.trim_end_matches('/').to_owned(),
             bucket: config.bucket.clone(),
             tokens,
         }
@@ -48,15 +50,18 @@ impl CloudStorage {
     /// The URL browsers load `name` from.
     pub fn public_url(&self, name: &ObjectName) -> String {
         format!(
-            "{FIREBASE_DOWNLOAD_URL}/v0/b/{}/o/{}?alt=media",
+            "{}/v0/b/{}/o/{}?alt=media",
+            self.download_url,
             self.bucket,
             percent_encode(name.as_str())
         )
     }
 
     async fn authorization(&self) -> Result<HeaderValue, StorageError> {
-        let token = self
-            .tokens
+        let Some(tokens) = &self.tokens else {
+            return Ok(HeaderValue::from_static("Bearer owner"));
+        };
+        let token = tokens
             .access_token()
             .await
             .map_err(|e| StorageError(e.to_string()))?;
@@ -83,9 +88,13 @@ impl CloudStorage {
             match request.send().await {
                 Ok(response) => {
                     let status = response.status();
-                    if status == StatusCode::UNAUTHORIZED {
+                    if let Some(tokens) = self
+                        .tokens
+                        .as_ref()
+                        .filter(|_| status == StatusCode::UNAUTHORIZED)
+                    {
                         // Refused before it was due to expire: the next call gets a new one.
-                        self.tokens.forget();
+                        tokens.forget();
                     }
                     let retry = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
                     if !retry {
@@ -150,7 +159,9 @@ impl ImageStore for CloudStorage {
             }
         };
         let token = async {
-            if let Err(e) = self.tokens.access_token().await {
+            if let Some(tokens) = &self.tokens
+                && let Err(e) = tokens.access_token().await
+            {
                 tracing::warn!(error = %e, "storage warm-up: no access token");
             }
         };

@@ -8,6 +8,7 @@ use serde_json::json;
 
 on_both_transports!(
     login_creates_the_user_and_returns_everything_in_one_bootstrap,
+    me_answers_who_is_calling_from_the_credentials,
     every_mutation_reaches_every_socket_of_its_user_and_no_other,
     another_users_business_does_not_exist_for_you,
     missing_documents_are_404_and_nothing_is_created,
@@ -54,6 +55,42 @@ async fn login_creates_the_user_and_returns_everything_in_one_bootstrap(kind: Ki
         r.body["seq"], 4,
         "two businesses and two products were created"
     );
+}
+
+async fn me_answers_who_is_calling_from_the_credentials(kind: Kind) {
+    let t = kind.start(Setup::default()).await;
+    let token = t.token_with("alice", 3600, json!({"email": "alice@example.com"}));
+    let r = t
+        .call(Caller::Token(&token), Method::GET, "/me", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"uid": "alice", "email": "alice@example.com"})
+    );
+    // No email claim, and a service acting for a user: the uid alone.
+    let r = t.call(Caller::User("bob"), Method::GET, "/me", None).await;
+    assert_eq!(r.body, json!({"uid": "bob", "email": null}), "{}", r.body);
+    let r = t
+        .call(Caller::Service("carol"), Method::GET, "/me", None)
+        .await;
+    assert_eq!(r.body, json!({"uid": "carol", "email": null}), "{}", r.body);
+    // Nobody creates a profile by asking.
+    let r = t
+        .call(
+            Caller::User("bob"),
+            Method::PATCH,
+            "/users/bob",
+            Some(json!({"displayName": "B"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let expired = t.token_with("alice", -120, json!({}));
+    let r = t
+        .call(Caller::Token(&expired), Method::GET, "/me", None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "unauthorized");
 }
 
 async fn every_mutation_reaches_every_socket_of_its_user_and_no_other(kind: Kind) {

@@ -1,8 +1,10 @@
 //! `cargo run --release -p bench`: starts a release local gateway (in memory), connects
-//! N users x K sockets, has every user make M mutations concurrently, and prints mutations
-//! per second, HTTP and event (mutation sent -> frame received on a socket) p50/p99 latency,
-//! and the server's memory. A benchmark, not a test: it prints figures and asserts only that
-//! every event arrived.
+//! N users x K sockets, has every user make W warm-up mutations, then M measured ones, all
+//! users concurrently, and prints for the measured ones: mutations per second, HTTP and event
+//! (mutation sent -> frame received on a socket) p50/p99 latency, the server's CPU time per
+//! mutation (and the load generator's own, which shares the machine), and the server's
+//! memory. A benchmark, not a test: it prints figures and asserts only that every event
+//! arrived.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -23,9 +25,17 @@ struct Args {
     /// Sockets per user.
     #[arg(long, default_value_t = 3)]
     sockets: usize,
-    /// Mutations per user (one business create, then product creates and updates).
-    #[arg(long, default_value_t = 40)]
+    /// Measured mutations per user (product updates, after the warm-up).
+    #[arg(long, default_value_t = 100)]
     mutations: usize,
+    /// Mutations per user before the measured ones (a business create, a product create,
+    /// then product updates); at least 2.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(2..))]
+    warmup: u64,
+    /// Push through the gateway's own Management API with the AWS SDK, as the functions do,
+    /// instead of straight to its sockets.
+    #[arg(long)]
+    push_via_management_api: bool,
     /// The gateway binary (built with `cargo build --release -p local-gateway`).
     #[arg(long, default_value = "target/release/local-gateway")]
     gateway: String,
@@ -41,6 +51,24 @@ impl Drop for Gateway {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// CPU time (user + system) of process `pid` so far, from /proc (in clock ticks of 10 ms).
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15: 11 and 12 after the command.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// (resident, peak resident) in KiB, from /proc.
@@ -70,11 +98,16 @@ type Arrivals = Arc<Mutex<HashMap<(usize, u64), Vec<Instant>>>>;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let child = Command::new(&args.gateway)
+    let mut command = Command::new(&args.gateway);
+    if args.push_via_management_api {
+        command.arg("--push-via-management-api");
+    }
+    let child = command
         .args(["--memory", "--port", &args.port.to_string()])
         // A load test is the one caller the per-user budgets are meant to stop.
         .args(["--mutations-per-minute", "1000000000"])
-        .env("RUST_LOG", "warn")
+        // Its default level: the per-event log lines are part of the cost.
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -118,7 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let url = format!("ws://127.0.0.1:{}/ws?token={token}", args.port);
             let (ws, _) = tokio_tungstenite::connect_async(url).await?;
             let arrivals = arrivals.clone();
-            let expected = args.mutations;
+            let expected = args.warmup as usize + args.mutations;
             readers.push(tokio::spawn(async move {
                 let (_, mut stream) = ws.split();
                 let mut seen = 0;
@@ -145,57 +178,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (connected_rss, _) = memory_kib(pid);
 
+    // The warm-up: each user's business and product, then updates, not measured.
+    let mut users = Vec::new();
+    for (u, token) in tokens.iter().enumerate() {
+        let user = User {
+            u,
+            token: token.clone(),
+            business: String::new(),
+            product: String::new(),
+        };
+        let (http, base) = (http.clone(), base.clone());
+        let warmup = args.warmup;
+        users.push(tokio::spawn(async move {
+            let mut user = user;
+            let warmed = user.mutate(&http, &base, 0..warmup).await;
+            (user, warmed)
+        }));
+    }
+    let mut warmed_users = Vec::new();
+    for user in users {
+        let (user, warmed) = user.await?;
+        if warmed.len() as u64 != args.warmup {
+            return Err(format!("user {} failed during the warm-up", user.u).into());
+        }
+        warmed_users.push(user);
+    }
+
+    let server = pid.to_string();
+    let (server_cpu0, own_cpu0) = (cpu_time(&server), cpu_time("self"));
     let started = Instant::now();
     let mut users = Vec::new();
-    for (u, token) in tokens.into_iter().enumerate() {
-        let http = http.clone();
-        let base = base.clone();
-        let mutations = args.mutations;
+    for mut user in warmed_users {
+        let (http, base) = (http.clone(), base.clone());
+        let measured = args.warmup..args.warmup + args.mutations as u64;
         users.push(tokio::spawn(async move {
-            let mut sent: Vec<(u64, Instant, f64)> = Vec::new();
-            let mut business = String::new();
-            let mut product = String::new();
-            for m in 0..mutations {
-                let (method, path, body) = match m {
-                    0 => (
-                        reqwest::Method::POST,
-                        "/businesses".to_owned(),
-                        json!({"name": format!("Shop {u}")}),
-                    ),
-                    1 => (
-                        reqwest::Method::POST,
-                        format!("/products/{business}"),
-                        json!({"name": "Mug", "price": 9.5}),
-                    ),
-                    _ => (
-                        reqwest::Method::PATCH,
-                        format!("/products/update/{business}/{product}"),
-                        json!({"price": m, "caption": format!("Caption {m}")}),
-                    ),
-                };
-                let t0 = Instant::now();
-                let r = http
-                    .request(method, format!("{base}{path}"))
-                    .bearer_auth(&token)
-                    .json(&body)
-                    .send()
-                    .await;
-                let Ok(r) = r else { break };
-                let ok = r.status().is_success();
-                let v: Value = r.json().await.unwrap_or(Value::Null);
-                let http_ms = t0.elapsed().as_secs_f64() * 1000.0;
-                if !ok {
-                    eprintln!("user {u} mutation {m} failed: {v}");
-                    break;
-                }
-                match m {
-                    0 => business = v["id"].as_str().unwrap_or_default().to_owned(),
-                    1 => product = v["id"].as_str().unwrap_or_default().to_owned(),
-                    _ => {}
-                }
-                sent.push(((m + 1) as u64, t0, http_ms));
-            }
-            (u, sent)
+            let sent = user.mutate(&http, &base, measured).await;
+            (user.u, sent)
         }));
     }
     let mut sent_all = Vec::new();
@@ -203,6 +221,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sent_all.push(user.await?);
     }
     let elapsed = started.elapsed();
+    let (server_cpu, own_cpu) = (
+        cpu_time(&server).saturating_sub(server_cpu0),
+        cpu_time("self").saturating_sub(own_cpu0),
+    );
     let mut delivered = 0;
     for reader in readers {
         delivered += reader.await?;
@@ -223,8 +245,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     http_ms.sort_by(f64::total_cmp);
     event_ms.sort_by(f64::total_cmp);
     let mutations = http_ms.len();
-    let expected = args.users * args.sockets * args.mutations;
-    println!("users x sockets       {} x {}", args.users, args.sockets);
+    let expected = args.users * args.sockets * (args.warmup as usize + args.mutations);
+    let per_mutation = |cpu: Duration| cpu.as_secs_f64() * 1e6 / mutations.max(1) as f64;
+    println!(
+        "users x sockets       {} x {} ({}, after {} warm-up mutations each)",
+        args.users,
+        args.sockets,
+        if args.push_via_management_api {
+            "pushes through the Management API"
+        } else {
+            "pushes straight to the sockets"
+        },
+        args.warmup
+    );
     println!(
         "mutations             {mutations} in {:.2} s = {:.0} /s",
         elapsed.as_secs_f64(),
@@ -242,6 +275,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&event_ms, 99.0)
     );
     println!(
+        "CPU per mutation      server {:.0} µs, load generator {:.0} µs (user + system, 10 ms ticks)",
+        per_mutation(server_cpu),
+        per_mutation(own_cpu)
+    );
+    println!(
         "server memory (RSS)   idle {} MiB, connected {} MiB, end {} MiB, peak {} MiB",
         idle_rss / 1024,
         connected_rss / 1024,
@@ -252,4 +290,67 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("{} events were not delivered", expected - delivered).into());
     }
     Ok(())
+}
+
+/// One user of the load: its token, and the business and product its updates touch.
+struct User {
+    u: usize,
+    token: String,
+    business: String,
+    product: String,
+}
+
+impl User {
+    /// Makes mutations `range` of this user one after the other (0: the business, 1: the
+    /// product, then updates of it): for each, its seq, when it was sent and its HTTP
+    /// latency in ms. Stops at the first failure.
+    async fn mutate(
+        &mut self,
+        http: &reqwest::Client,
+        base: &str,
+        range: std::ops::Range<u64>,
+    ) -> Vec<(u64, Instant, f64)> {
+        let mut sent = Vec::new();
+        for m in range {
+            let (method, path, body) = match m {
+                0 => (
+                    reqwest::Method::POST,
+                    "/businesses".to_owned(),
+                    json!({"name": format!("Shop {}", self.u)}),
+                ),
+                1 => (
+                    reqwest::Method::POST,
+                    format!("/products/{}", self.business),
+                    json!({"name": "Mug", "price": 9.5}),
+                ),
+                _ => (
+                    reqwest::Method::PATCH,
+                    format!("/products/update/{}/{}", self.business, self.product),
+                    json!({"price": m, "caption": format!("Caption {m}")}),
+                ),
+            };
+            let t0 = Instant::now();
+            let r = http
+                .request(method, format!("{base}{path}"))
+                .bearer_auth(&self.token)
+                .json(&body)
+                .send()
+                .await;
+            let Ok(r) = r else { break };
+            let ok = r.status().is_success();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            let http_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            if !ok {
+                eprintln!("user {} mutation {m} failed: {v}", self.u);
+                break;
+            }
+            match m {
+                0 => self.business = v["id"].as_str().unwrap_or_default().to_owned(),
+                1 => self.product = v["id"].as_str().unwrap_or_default().to_owned(),
+                _ => {}
+            }
+            sent.push((m + 1, t0, http_ms));
+        }
+        sent
+    }
 }

@@ -109,10 +109,15 @@ pub struct Options {
     /// sweeper runs every minute).
     #[arg(long, default_value_t = 30)]
     pub sweep_interval_secs: u64,
-    /// Push through the Management API at this URL instead of this gateway's own: another
-    /// gateway holds the sockets, as API Gateway does when a function dies (fault tests).
+    /// Push through the Management API at this URL instead of straight to this gateway's
+    /// sockets: another gateway holds the sockets, as API Gateway does when a function dies
+    /// (fault tests).
     #[arg(long)]
     pub management_url: Option<String>,
+    /// Push through this gateway's own Management API with the AWS SDK, as the deployed
+    /// functions do, instead of straight to the sockets (slower: an HTTP request per frame).
+    #[arg(long)]
+    pub push_via_management_api: bool,
     /// AI provider: `offline` (built in: an SVG ad, no network) or `openai` (any
     /// OpenAI-compatible API). Default: `openai` when --ai-base-url or --ai-api-key is given,
     /// else `offline`.
@@ -319,7 +324,12 @@ impl Options {
     /// The backend these options describe: a backend chosen per port, every setting typed;
     /// `App::build` does the rest, as it does for the Lambdas. Creates the DynamoDB table when
     /// one is asked for.
-    async fn config(&self, addr: SocketAddr, media: &media::Media) -> Result<Config, StartError> {
+    async fn config(
+        &self,
+        addr: SocketAddr,
+        media: &media::Media,
+        sockets: &sockets::Hub,
+    ) -> Result<Config, StartError> {
         let timeouts = Timeouts::default();
         let retention = Duration::from_secs(self.retention_secs.max(1));
         let data = |e: &dyn std::fmt::Display| StartError(format!("data folder: {e}"));
@@ -383,13 +393,14 @@ impl Options {
             },
             store: Some(store),
             registry,
-            // The functions push through the real Management API client, to this very
-            // server (or to the one --management-url names).
-            push: Push::ManagementApi {
-                url: self
-                    .management_url
-                    .clone()
-                    .unwrap_or_else(|| format!("http://{addr}")),
+            // Straight to the sockets; or through the real Management API client, to this
+            // very server or to the one --management-url names.
+            push: match (&self.management_url, self.push_via_management_api) {
+                (Some(url), _) => Push::ManagementApi { url: url.clone() },
+                (None, true) => Push::ManagementApi {
+                    url: format!("http://{addr}"),
+                },
+                (None, false) => Push::Embedded(Arc::new(sockets.clone())),
             },
             images: Some(Images::Folder(media.folder())),
             ai: Some(self.ai_config()?),
@@ -475,14 +486,15 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         options.memory,
         &public_base(addr),
     )?);
-    let config = options.config(addr, &media).await?;
+    let sockets = sockets::Hub::new(options.limits);
+    let config = options.config(addr, &media, &sockets).await?;
     let ai = config.ai.clone().unwrap_or(AiConfig::Offline);
     let app = App::build(config, Function::Everything)
         .await
         .map_err(|e| StartError(e.to_string()))?;
     let gateway = Gateway {
         app: app.clone(),
-        sockets: sockets::Hub::new(options.limits),
+        sockets,
         project_id: options.project_id.clone().into(),
         dev_tokens: options.auth_mode == AuthMode::Emulator,
         media: media.clone(),
@@ -605,12 +617,20 @@ impl Running {
                 c.timeout.as_secs()
             ),
         };
+        let pushes = match (
+            &self.options.management_url,
+            self.options.push_via_management_api,
+        ) {
+            (Some(url), _) => format!("through the Management API at {url}"),
+            (None, true) => "through this gateway's Management API (AWS SDK)".to_owned(),
+            (None, false) => "straight to this gateway's sockets".to_owned(),
+        };
         format!(
             "Ad sync backend, local mode (project {project})\n\
              \n  Auth           {auth}\n  Exposed        {real}\n\
              \n  Demo page      {base}/\n  API page       {base}/api (contracts: {base}/openapi.json, {base}/asyncapi.json)\n  REST API       {base}\n  WebSocket      ws://{addr}/ws?token=<token>\n  \
              Management API {base}/@connections/<id>\n  Dev tokens     {base}/dev/token?uid=alice\n\
-             \n  Documents      {data}\n  Connections    {registry}\n  Images         {media}\n  AI provider    {ai}\n\
+             \n  Documents      {data}\n  Connections    {registry}\n  Pushes         {pushes}\n  Images         {media}\n  AI provider    {ai}\n\
              \n  Token for alice (24 h):\n    {alice}\n  Token for bob (24 h):\n    {bob}\n\
              \n  Try: curl -X POST {base}/auth/login -H \"Authorization: Bearer $TOKEN\"\n",
             project = self.options.project_id,

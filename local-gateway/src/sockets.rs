@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use adsync::http::ApiResponse;
 use adsync::ids::ConnectionId;
+use adsync::push::{PushOutcome, Pusher};
 use adsync::ws::{self, SEC_WEBSOCKET_PROTOCOL, WsRequest, WsRoute};
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
@@ -233,6 +234,44 @@ fn aws_error(status: StatusCode, kind: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// Pushes straight to the sockets this gateway holds: what the Management API does, without
+/// the HTTP round trip and its signing (the default locally).
+#[async_trait::async_trait]
+impl Pusher for Hub {
+    async fn post(&self, connection: &ConnectionId, frame: &[u8]) -> PushOutcome {
+        self.post_text(connection.as_str(), frame)
+    }
+
+    async fn close(&self, connection: &ConnectionId) -> PushOutcome {
+        self.with(|sockets| match sockets.get(connection.as_str()) {
+            Some(live) if live.tx.send(Outbound::Close).is_ok() => PushOutcome::Delivered,
+            _ => PushOutcome::Gone,
+        })
+    }
+}
+
+impl Hub {
+    /// Queues `frame` on connection `id`, within API Gateway's frame limit.
+    fn post_text(&self, id: &str, frame: &[u8]) -> PushOutcome {
+        if frame.len() > self.limits.max_message {
+            return PushOutcome::TooLarge;
+        }
+        let Ok(text) = std::str::from_utf8(frame) else {
+            return PushOutcome::Failed("a text frame must be UTF-8".into());
+        };
+        self.with(|sockets| {
+            let Some(live) = sockets.get_mut(id) else {
+                return PushOutcome::Gone;
+            };
+            if live.tx.send(Outbound::Text(text.to_owned())).is_err() {
+                return PushOutcome::Gone;
+            }
+            live.last_active = chrono::Utc::now();
+            PushOutcome::Delivered
+        })
+    }
+}
+
 /// The Management API: `POST` (PostToConnection), `GET` (GetConnection), `DELETE`
 /// (DeleteConnection) on `/@connections/{id}`; 410 for a gone id.
 pub(crate) async fn management(
@@ -241,28 +280,23 @@ pub(crate) async fn management(
     method: Method,
     body: Bytes,
 ) -> Response {
-    let limit = gw.sockets.limits.max_message;
-    gw.sockets.with(|sockets| {
-        let Some(live) = sockets.get_mut(&id) else {
-            return aws_error(StatusCode::GONE, "GoneException", "connection is gone");
-        };
-        match method {
-            Method::POST => {
-                if body.len() > limit {
-                    return aws_error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "PayloadTooLargeException",
-                        "payload too large",
-                    );
-                }
-                let text = String::from_utf8_lossy(&body).into_owned();
-                if live.tx.send(Outbound::Text(text)).is_err() {
-                    return aws_error(StatusCode::GONE, "GoneException", "connection is gone");
-                }
-                live.last_active = chrono::Utc::now();
-                StatusCode::OK.into_response()
+    let gone = || aws_error(StatusCode::GONE, "GoneException", "connection is gone");
+    match method {
+        Method::POST => match gw.sockets.post_text(&id, &body) {
+            PushOutcome::Delivered => StatusCode::OK.into_response(),
+            PushOutcome::TooLarge => aws_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLargeException",
+                "payload too large",
+            ),
+            PushOutcome::Failed(why) => {
+                aws_error(StatusCode::BAD_REQUEST, "BadRequestException", &why)
             }
-            Method::GET => (
+            PushOutcome::Gone | PushOutcome::Throttled => gone(),
+        },
+        Method::GET => gw.sockets.with(|sockets| match sockets.get(&id) {
+            None => gone(),
+            Some(live) => (
                 StatusCode::OK,
                 [("content-type", "application/json")],
                 json!({
@@ -273,11 +307,14 @@ pub(crate) async fn management(
                 .to_string(),
             )
                 .into_response(),
-            Method::DELETE => {
+        }),
+        Method::DELETE => gw.sockets.with(|sockets| match sockets.get(&id) {
+            None => gone(),
+            Some(live) => {
                 let _ = live.tx.send(Outbound::Close);
                 StatusCode::NO_CONTENT.into_response()
             }
-            _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
-        }
-    })
+        }),
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
 }

@@ -203,3 +203,33 @@ async fn a_known_path_with_another_method_lists_its_methods() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
 }
+
+#[tokio::test]
+async fn pushes_straight_to_the_sockets_and_through_the_management_api_deliver_the_same() {
+    let mut frames = Vec::new();
+    for via_management_api in [false, true] {
+        let mut o = Options::ephemeral();
+        o.push_via_management_api = via_management_api;
+        let c = Client::start(o).await;
+        let mut sockets = [c.socket("alice").await, c.socket("alice").await];
+        let (status, business) = c
+            .call(
+                "alice",
+                reqwest::Method::POST,
+                "/businesses",
+                Some(json!({"name": "Pushed"})),
+            )
+            .await;
+        assert_eq!(status, 201);
+        for ws in &mut sockets {
+            let frame = common::next(ws).await;
+            assert_eq!(frame["event"], "business:created", "{frame}");
+            assert_eq!(frame["data"]["id"], business["id"], "{frame}");
+            frames.push((frame["event"].clone(), frame["seq"].clone()));
+        }
+    }
+    assert!(
+        frames.windows(2).all(|w| w[0] == w[1]),
+        "the same frames either way: {frames:?}"
+    );
+}

@@ -276,8 +276,13 @@ impl App {
             project_id.clone(),
             http.clone(),
         ));
-        let Push::ManagementApi { url } = push;
-        let pusher = Arc::new(ManagementApiPusher::new(&sdk, &url, timeouts.push));
+        let (pusher, management): (Arc<dyn Pusher>, _) = match push {
+            Push::ManagementApi { url } => {
+                let api = Arc::new(ManagementApiPusher::new(&sdk, &url, timeouts.push));
+                (api.clone(), Some(api))
+            }
+            Push::Embedded(pusher) => (pusher, None),
+        };
 
         // Images served from a local folder are the local gateway's: its `http://` media URLs
         // (to this machine) are then acceptable in documents. Deployed, only `https://` is.
@@ -325,13 +330,17 @@ impl App {
                     }
                 },
                 async {
-                    if needs.pushes {
-                        pusher.warm_up().await;
+                    if needs.pushes
+                        && let Some(management) = &management
+                    {
+                        management.warm_up().await;
                     }
                 },
             )
         };
-        let (built, _) = tokio::join!(with_secrets, without_secrets);
+        // Boxed: in a debug build these futures are large enough to overflow a test
+        // thread's stack.
+        let (built, _) = tokio::join!(Box::pin(with_secrets), Box::pin(without_secrets));
         let (store, images, ai) = built?;
 
         Ok(Self {

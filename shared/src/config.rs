@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::function::{Function, Need};
 use crate::images::local::LocalFolder;
 use crate::limits::RateLimits;
+use crate::push::Pusher;
 use crate::registry::memory::MemoryRegistry;
 use crate::secrets::{self, Secret};
 use crate::store::memory::MemoryStore;
@@ -97,11 +98,24 @@ pub enum Registry {
 }
 
 /// How frames reach the sockets.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Push {
     /// API Gateway's Management API at this endpoint
     /// (`https://{api}.execute-api.{region}.amazonaws.com/{stage}`, or the local gateway's).
     ManagementApi { url: String },
+    /// Straight to the sockets of the process that holds them (the local gateway).
+    Embedded(Arc<dyn Pusher>),
+}
+
+impl std::fmt::Debug for Push {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ManagementApi { url } => {
+                f.debug_struct("ManagementApi").field("url", url).finish()
+            }
+            Self::Embedded(_) => f.write_str("Embedded"),
+        }
+    }
 }
 
 /// The image store's backend.

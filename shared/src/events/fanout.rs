@@ -32,7 +32,18 @@ pub async fn fan_out(app: &App, connections: &[Connection], frame: &str) -> usiz
             _ => metrics.failed_pushes += 1,
         }
     }
-    if !results.is_empty() {
+    if let Some(first) = connections.first() {
+        // One line per event, not per post: the failures have their own.
+        let slowest_ms = metrics.push_latency_ms.iter().copied().fold(0.0, f64::max);
+        tracing::info!(
+            uid = %first.uid,
+            connections = connections.len(),
+            delivered = metrics.events_pushed,
+            gone = metrics.gone_connections,
+            failed = metrics.failed_pushes,
+            slowest_ms,
+            "pushed"
+        );
         telemetry::emit(&metrics);
     }
     metrics.events_pushed as usize
@@ -58,19 +69,19 @@ async fn push_one(app: &App, conn: &Connection, frame: &[u8], now: i64) -> (Push
     }
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match &outcome {
-        PushOutcome::Gone => remove(app, conn).await,
-        PushOutcome::Failed(why) => {
+        PushOutcome::Delivered => {}
+        PushOutcome::Gone => {
+            tracing::info!(connection = %conn.id, uid = %conn.uid, "connection gone: removed");
+            remove(app, conn).await;
+        }
+        other => {
+            let why = match other {
+                PushOutcome::Failed(why) => why.as_str(),
+                _ => other.label(),
+            };
             tracing::warn!(connection = %conn.id, uid = %conn.uid, why, "push failed");
         }
-        _ => {}
     }
-    tracing::info!(
-        connection = %conn.id,
-        uid = %conn.uid,
-        outcome = outcome.label(),
-        latency_ms,
-        "push"
-    );
     (outcome, latency_ms)
 }
 

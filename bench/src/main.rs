@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -93,7 +92,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-type Arrivals = Arc<Mutex<HashMap<(usize, u64), Vec<Instant>>>>;
+/// What the load generator reads of a frame: its seq (the rest is skipped, not built).
+#[derive(serde::Deserialize)]
+struct FrameSeq {
+    seq: Option<u64>,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -144,35 +147,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokens.push(r["token"].as_str().ok_or("no token")?.to_owned());
     }
 
-    let arrivals: Arrivals = Arc::default();
+    // Each socket's reader keeps its own arrivals (no lock shared by the readers).
     let mut readers = Vec::new();
     for (u, token) in tokens.iter().enumerate() {
         for _ in 0..args.sockets {
             let url = format!("ws://127.0.0.1:{}/ws?token={token}", args.port);
             let (ws, _) = tokio_tungstenite::connect_async(url).await?;
-            let arrivals = arrivals.clone();
             let expected = args.warmup as usize + args.mutations;
             readers.push(tokio::spawn(async move {
                 let (_, mut stream) = ws.split();
-                let mut seen = 0;
-                while seen < expected {
+                let mut arrived: Vec<(u64, Instant)> = Vec::with_capacity(expected);
+                while arrived.len() < expected {
                     let Ok(Some(Ok(msg))) =
                         tokio::time::timeout(Duration::from_secs(30), stream.next()).await
                     else {
                         break;
                     };
                     if let Message::Text(text) = msg
-                        && let Ok(frame) = serde_json::from_str::<Value>(&text)
-                        && let Some(seq) = frame["seq"].as_u64()
+                        && let Ok(FrameSeq { seq: Some(seq) }) = serde_json::from_str(&text)
                     {
-                        let now = Instant::now();
-                        if let Ok(mut a) = arrivals.lock() {
-                            a.entry((u, seq)).or_default().push(now);
-                        }
-                        seen += 1;
+                        arrived.push((seq, Instant::now()));
                     }
                 }
-                seen
+                (u, arrived)
             }));
         }
     }
@@ -226,12 +223,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cpu_time("self").saturating_sub(own_cpu0),
     );
     let mut delivered = 0;
+    let mut arrivals: HashMap<(usize, u64), Vec<Instant>> = HashMap::new();
     for reader in readers {
-        delivered += reader.await?;
+        let (u, arrived) = reader.await?;
+        delivered += arrived.len();
+        for (seq, at) in arrived {
+            arrivals.entry((u, seq)).or_default().push(at);
+        }
     }
     let (final_rss, peak_rss) = memory_kib(pid);
 
-    let arrivals = arrivals.lock().map_err(|_| "poisoned")?;
     let mut http_ms = Vec::new();
     let mut event_ms = Vec::new();
     for (u, sent) in &sent_all {

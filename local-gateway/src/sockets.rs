@@ -43,6 +43,9 @@ impl Default for Limits {
     }
 }
 
+/// The read buffer of each socket (frames larger than it are read in several steps).
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 enum Outbound {
     Text(String),
     Close,
@@ -124,7 +127,12 @@ pub(crate) async fn upgrade(
         .get(SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut upgrade = upgrade.max_message_size(gw.sockets.limits.max_message);
+    // A small read buffer: tungstenite zeroes the whole buffer before each read, and the
+    // default 128 KiB made that memset a tenth of the gateway's CPU under load; the clients
+    // send little (pings, resumes).
+    let mut upgrade = upgrade
+        .max_message_size(gw.sockets.limits.max_message)
+        .read_buffer_size(READ_BUFFER_BYTES);
     if let Some(protocol) = protocol {
         upgrade = upgrade.protocols([protocol]);
     }

@@ -97,18 +97,20 @@ impl Control {
 /// A connection whose token expires within this many seconds is told `auth:expiring`.
 pub const AUTH_EXPIRING_WINDOW_SECS: i64 = 300;
 
-/// The event as it is recorded and sent. One whose frame would exceed API Gateway's limit is
-/// cut down to a notice that names what changed (`truncated: true`), so the client refetches
-/// it; a product's notice is a `product:updated`, whatever the product event was.
-pub fn recorded(seq: u64, name: &str, data: Value) -> RecordedEvent {
+/// The event as it is recorded and sent, with its wire frame. One whose frame would exceed
+/// API Gateway's limit is cut down to a notice that names what changed (`truncated: true`),
+/// so the client refetches it; a product's notice is a `product:updated`, whatever the
+/// product event was.
+pub fn recorded(seq: u64, name: &str, data: Value) -> (RecordedEvent, String) {
     let event = RecordedEvent {
         seq,
         event: name.to_owned(),
         ts: crate::domain::now_timestamp(),
         data,
     };
-    if event_frame(&event).len() <= MAX_FRAME_BYTES {
-        return event;
+    let frame = event_frame(&event);
+    if frame.len() <= MAX_FRAME_BYTES {
+        return (event, frame);
     }
     let mut notice = serde_json::Map::new();
     for key in ["id", "businessId", "uid", "version"] {
@@ -117,11 +119,13 @@ pub fn recorded(seq: u64, name: &str, data: Value) -> RecordedEvent {
         }
     }
     notice.insert("truncated".into(), Value::Bool(true));
-    RecordedEvent {
+    let notice = RecordedEvent {
         event: notice_name(name).to_owned(),
         data: Value::Object(notice),
         ..event
-    }
+    };
+    let frame = event_frame(&notice);
+    (notice, frame)
 }
 
 /// The name a too-large event's notice goes out under: a product's is a `product:updated`,
@@ -134,9 +138,26 @@ pub fn notice_name(name: &str) -> &str {
     }
 }
 
+/// A frame on the wire, borrowed from its event (no copy of the data to serialize it);
+/// the fields in the order a JSON object of them has always had.
+#[derive(serde::Serialize)]
+struct Frame<'a> {
+    data: &'a Value,
+    event: &'a str,
+    seq: u64,
+    ts: &'a str,
+}
+
 /// The wire frame of a recorded event.
 pub fn event_frame(event: &RecordedEvent) -> String {
-    json!({"event": event.event, "seq": event.seq, "ts": event.ts, "data": event.data}).to_string()
+    let frame = Frame {
+        data: &event.data,
+        event: &event.event,
+        seq: event.seq,
+        ts: &event.ts,
+    };
+    // Serialising a `Value` with string keys cannot fail.
+    serde_json::to_string(&frame).unwrap_or_default()
 }
 
 /// A control frame (no `seq`).
@@ -155,26 +176,36 @@ mod tests {
     #[test]
     fn oversized_events_become_a_truncated_notice() {
         let big = "x".repeat(MAX_FRAME_BYTES);
-        let event = recorded(
+        let (event, sent) = recorded(
             7,
             DocEvent::ProductCreated.name(),
             json!({"id": "p1", "businessId": "b1", "version": "v", "caption": big}),
         );
+        assert_eq!(sent, event_frame(&event), "the frame is the notice's");
         assert_eq!(event.event, "product:updated");
         assert_eq!(
             event.data,
             json!({"id": "p1", "businessId": "b1", "version": "v", "truncated": true})
         );
-        let user = recorded(8, "user:updated", json!({"uid": "u1", "displayName": big}));
+        let (user, _) = recorded(8, "user:updated", json!({"uid": "u1", "displayName": big}));
         assert_eq!(user.event, "user:updated");
         assert_eq!(user.data, json!({"uid": "u1", "truncated": true}));
-        let small = recorded(9, "product:created", json!({"id": "p1"}));
+        let (small, _) = recorded(9, "product:created", json!({"id": "p1"}));
         assert_eq!(
             (small.event.as_str(), small.data),
             ("product:created", json!({"id": "p1"}))
         );
-        let frame: Value = serde_json::from_str(&event_frame(&event)).unwrap();
+        let frame: Value = serde_json::from_str(&sent).unwrap();
         assert_eq!(frame["seq"], 7);
-        assert!(event_frame(&event).len() < 1024);
+        assert!(sent.len() < 1024);
+        // The frame's fields, in the order clients have always had them.
+        assert!(
+            sent.starts_with(r#"{"data":{"businessId":"b1","id":"p1","#),
+            "{sent}"
+        );
+        assert!(
+            sent.contains(r#""event":"product:updated","seq":7,"ts":""#),
+            "{sent}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{DocEvent, event_frame, fan_out, recorded};
+use super::{DocEvent, fan_out, recorded};
 use crate::app::App;
 use crate::error::AppError;
 use crate::ids::Uid;
@@ -69,8 +69,7 @@ impl<'a> Outbox<'a> {
     pub async fn publish(mut self, name: &str, data: Value) -> u64 {
         self.finished = true;
         let seq = self.reservation.seq;
-        let event = recorded(seq, name, data);
-        let frame = event_frame(&event);
+        let (event, frame) = recorded(seq, name, data);
         let entry = LogEntry {
             seq,
             prev_reserved_at_ms: self.reservation.prev_reserved_at_ms,

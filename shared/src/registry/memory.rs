@@ -35,10 +35,64 @@ pub struct MemoryRegistry {
 
 #[derive(Default)]
 struct State {
-    connections: HashMap<ConnectionId, Connection>,
+    connections: Connections,
     logs: BTreeMap<Uid, UserLog>,
     /// Uses counted per (key, window start), with the unix second the window ends.
     budgets: HashMap<(String, i64), Budget>,
+}
+
+/// The connections, by user and by id: a user's are found without looking at the others'.
+#[derive(Default)]
+struct Connections {
+    /// Each user's connections, in id order (the DynamoDB registry's sort-key order).
+    by_user: HashMap<Uid, BTreeMap<ConnectionId, Connection>>,
+    owner: HashMap<ConnectionId, Uid>,
+}
+
+impl Connections {
+    /// Drops the connections whose time is up: a stand-in for TTL, so that sockets whose
+    /// `$disconnect` never came do not pile up.
+    fn expire(&mut self, now: i64) {
+        let owner = &mut self.owner;
+        self.by_user.retain(|_, of_user| {
+            of_user.retain(|id, c| {
+                let live = c.expires_at > now;
+                if !live {
+                    owner.remove(id);
+                }
+                live
+            });
+            !of_user.is_empty()
+        });
+    }
+
+    fn insert(&mut self, connection: &Connection) {
+        self.remove(&connection.id);
+        self.owner
+            .insert(connection.id.clone(), connection.uid.clone());
+        self.by_user
+            .entry(connection.uid.clone())
+            .or_default()
+            .insert(connection.id.clone(), connection.clone());
+    }
+
+    fn get(&self, id: &ConnectionId) -> Option<&Connection> {
+        self.by_user.get(self.owner.get(id)?)?.get(id)
+    }
+
+    fn remove(&mut self, id: &ConnectionId) -> Option<Connection> {
+        let uid = self.owner.remove(id)?;
+        let of_user = self.by_user.get_mut(&uid)?;
+        let removed = of_user.remove(id);
+        if of_user.is_empty() {
+            self.by_user.remove(&uid);
+        }
+        removed
+    }
+
+    fn of_user(&self, uid: &Uid) -> impl Iterator<Item = &Connection> {
+        self.by_user.get(uid).into_iter().flat_map(BTreeMap::values)
+    }
 }
 
 struct Budget {
@@ -216,31 +270,24 @@ impl MemoryRegistry {
 #[async_trait]
 impl ConnectionRegistry for MemoryRegistry {
     async fn put(&self, connection: &Connection) -> Result<(), RegistryError> {
-        let now = now_secs();
         let mut state = self.lock();
-        // Stand-in for TTL: sockets whose $disconnect never came do not pile up.
-        state.connections.retain(|_, c| c.expires_at > now);
-        state
-            .connections
-            .insert(connection.id.clone(), connection.clone());
+        state.connections.expire(now_secs());
+        state.connections.insert(connection);
         Ok(())
     }
 
     async fn admit(&self, connection: &Connection, limit: u32) -> Result<Admission, RegistryError> {
-        let now = now_secs();
         let mut state = self.lock();
-        state.connections.retain(|_, c| c.expires_at > now);
+        state.connections.expire(now_secs());
         let held = state
             .connections
-            .values()
-            .filter(|c| c.uid == connection.uid && c.id != connection.id)
+            .of_user(&connection.uid)
+            .filter(|c| c.id != connection.id)
             .count();
         if held >= usize::try_from(limit).unwrap_or(usize::MAX) {
             return Ok(Admission::Full);
         }
-        state
-            .connections
-            .insert(connection.id.clone(), connection.clone());
+        state.connections.insert(connection);
         Ok(Admission::Admitted)
     }
 
@@ -256,16 +303,13 @@ impl ConnectionRegistry for MemoryRegistry {
 
     async fn of_user(&self, uid: &Uid) -> Result<Vec<Connection>, RegistryError> {
         let now = now_secs();
-        let mut connections: Vec<Connection> = self
+        Ok(self
             .lock()
             .connections
-            .values()
-            .filter(|c| &c.uid == uid && c.expires_at > now)
+            .of_user(uid)
+            .filter(|c| c.expires_at > now)
             .cloned()
-            .collect();
-        // The DynamoDB registry returns them in sort-key order; keep the same order.
-        connections.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(connections)
+            .collect())
     }
 
     async fn remove(&self, id: &ConnectionId) -> Result<Option<Connection>, RegistryError> {
@@ -408,8 +452,18 @@ fn page(head: Head, entries: &mut impl Iterator<Item = LogEntry>, limit: usize) 
     }
 }
 
+/// Drops the expired entries at the start of the log. Entries expire about in seq order (each
+/// is kept for the same time after it is recorded), so this stops at the first one still
+/// kept, at the cost of keeping a late-recorded older one a little longer: one look per
+/// write, not a scan of the whole log.
 fn prune(log: &mut UserLog, now: i64) {
-    log.entries.retain(|_, e| e.expires_at > now);
+    while log
+        .entries
+        .first_key_value()
+        .is_some_and(|(_, e)| e.expires_at <= now)
+    {
+        log.entries.pop_first();
+    }
 }
 
 fn now_ms() -> i64 {

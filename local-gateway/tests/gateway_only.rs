@@ -28,6 +28,20 @@ async fn close_code(ws: &mut Ws, mut between: impl AsyncFnMut(&mut Ws)) -> Optio
     }
 }
 
+/// Creates a business named `name` for alice: the business.
+async fn business_of_alice(c: &Client, name: &str) -> serde_json::Value {
+    let (status, business) = c
+        .call(
+            "alice",
+            reqwest::Method::POST,
+            "/businesses",
+            Some(json!({ "name": name })),
+        )
+        .await;
+    assert_eq!(status, 201, "{business}");
+    business
+}
+
 /// A gateway whose WebSocket limits `tune` changed, and a socket of alice on it.
 async fn socket_with(tune: impl FnOnce(&mut Limits)) -> (Client, Ws) {
     let mut o = Options::ephemeral();
@@ -80,15 +94,7 @@ async fn a_restart_keeps_the_data_and_the_seq() {
     o.memory = false;
     o.data_dir = dir.clone();
     let c = Client::start(o.clone()).await;
-    let (status, _) = c
-        .call(
-            "alice",
-            reqwest::Method::POST,
-            "/businesses",
-            Some(json!({"name": "Kept"})),
-        )
-        .await;
-    assert_eq!(status, 201);
+    business_of_alice(&c, "Kept").await;
     drop(c);
 
     let c = Client::start(o).await;
@@ -212,15 +218,7 @@ async fn pushes_straight_to_the_sockets_and_through_the_management_api_deliver_t
         o.push_via_management_api = via_management_api;
         let c = Client::start(o).await;
         let mut sockets = [c.socket("alice").await, c.socket("alice").await];
-        let (status, business) = c
-            .call(
-                "alice",
-                reqwest::Method::POST,
-                "/businesses",
-                Some(json!({"name": "Pushed"})),
-            )
-            .await;
-        assert_eq!(status, 201);
+        let business = business_of_alice(&c, "Pushed").await;
         for ws in &mut sockets {
             let frame = common::next(ws).await;
             assert_eq!(frame["event"], "business:created", "{frame}");

@@ -164,6 +164,13 @@ fn sign(key: &TestKey, claims: &Value) -> String {
     jsonwebtoken::encode(&header, claims, &key.encoding_key()).unwrap()
 }
 
+/// Verifies a good token signed with `key`; fails the test if it is refused.
+async fn accepted(auth: &Authenticator, key: &TestKey) {
+    auth.verify_id_token(&sign(key, &claims()))
+        .await
+        .expect("a good token is accepted");
+}
+
 fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
@@ -298,9 +305,7 @@ async fn a_token_whose_claims_fail_a_check_is_401() {
 async fn an_unknown_kid_refetches_once_then_is_401() {
     let server = KeyServer::start(&[&KEY_1], GOOGLE_CACHE).await;
     let auth = server.authenticator();
-    auth.verify_id_token(&sign(&KEY_1, &claims()))
-        .await
-        .unwrap();
+    accepted(&auth, &KEY_1).await;
     assert_eq!(server.fetches(), 1);
 
     let unknown = TestKey {
@@ -327,9 +332,7 @@ async fn an_unknown_kid_refetches_once_then_is_401() {
     assert_eq!(server.fetches(), 2, "refetches are rate limited");
 
     // Known keys keep working from the cache meanwhile.
-    auth.verify_id_token(&sign(&KEY_1, &claims()))
-        .await
-        .unwrap();
+    accepted(&auth, &KEY_1).await;
     assert_eq!(server.fetches(), 2);
 }
 
@@ -339,9 +342,7 @@ async fn the_unknown_kid_rate_limit_is_configurable() {
     let auth = server
         .authenticator()
         .with_kid_refetch_interval(Duration::ZERO);
-    auth.verify_id_token(&sign(&KEY_1, &claims()))
-        .await
-        .unwrap();
+    accepted(&auth, &KEY_1).await;
     let unknown = TestKey {
         kid: "unknown",
         ..KEY_2
@@ -359,9 +360,7 @@ async fn the_unknown_kid_rate_limit_is_configurable() {
 async fn a_rotated_in_key_is_accepted_after_a_refetch() {
     let server = KeyServer::start(&[&KEY_1], GOOGLE_CACHE).await;
     let auth = server.authenticator();
-    auth.verify_id_token(&sign(&KEY_1, &claims()))
-        .await
-        .unwrap();
+    accepted(&auth, &KEY_1).await;
     assert_eq!(server.fetches(), 1);
 
     // Google publishes key 2 and retires key 1.
@@ -492,12 +491,8 @@ async fn a_small_clock_skew_is_tolerated() {
 async fn keys_are_cached_for_max_age() {
     let server = KeyServer::start(&[&KEY_1, &KEY_2], GOOGLE_CACHE).await;
     let auth = server.authenticator();
-    auth.verify_id_token(&sign(&KEY_1, &claims()))
-        .await
-        .unwrap();
-    auth.verify_id_token(&sign(&KEY_2, &claims()))
-        .await
-        .unwrap();
+    accepted(&auth, &KEY_1).await;
+    accepted(&auth, &KEY_2).await;
     assert_eq!(server.fetches(), 1);
 }
 
@@ -505,17 +500,11 @@ async fn keys_are_cached_for_max_age() {
 async fn keys_are_refetched_when_max_age_runs_out() {
     let server = KeyServer::start(&[&KEY_1], "public, max-age=2").await;
     let auth = server.authenticator();
-    auth.verify_id_token(&sign(&KEY_1, &claims()))
-        .await
-        .unwrap();
-    auth.verify_id_token(&sign(&KEY_1, &claims()))
-        .await
-        .unwrap();
+    accepted(&auth, &KEY_1).await;
+    accepted(&auth, &KEY_1).await;
     assert_eq!(server.fetches(), 1);
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    auth.verify_id_token(&sign(&KEY_1, &claims()))
-        .await
-        .unwrap();
+    accepted(&auth, &KEY_1).await;
     assert_eq!(server.fetches(), 2);
 }
 
@@ -600,9 +589,7 @@ async fn warm_up_fetches_once_and_never_panics() {
     auth.warm_up().await;
     assert_eq!(server.fetches(), 1);
     auth.warm_up().await;
-    auth.verify_id_token(&sign(&KEY_1, &claims()))
-        .await
-        .unwrap();
+    accepted(&auth, &KEY_1).await;
     assert_eq!(server.fetches(), 1, "the request used the warmed keys");
 
     // A failing key server only logs a warning.
@@ -698,9 +685,7 @@ async fn emulator_mode_still_checks_the_claims() {
     assert_eq!(status(auth.verify_id_token(&hmac).await), 401);
 
     // Real tokens are still verified in emulator mode.
-    auth.verify_id_token(&sign(&KEY_1, &claims()))
-        .await
-        .unwrap();
+    accepted(&auth, &KEY_1).await;
     let forged = format!(
         "{}.{}.",
         b64(&json!({ "alg": "RS256", "kid": KEY_1.kid })),

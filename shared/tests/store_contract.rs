@@ -958,6 +958,12 @@ mod google_token {
         revoked: Arc<Mutex<Option<String>>>,
     }
 
+    /// The access token `tokens` gives now, as text.
+    async fn token_of(tokens: &GoogleTokenSource) -> String {
+        let token = tokens.access_token().await.expect("token");
+        token.expose_secret().to_owned()
+    }
+
     impl Google {
         fn new(expires_in: u64, delay: Duration) -> Self {
             Self {
@@ -968,6 +974,14 @@ mod google_token {
                 audience: Arc::new(Mutex::new(GOOGLE_AUDIENCE.to_owned())),
                 revoked: Arc::new(Mutex::new(None)),
             }
+        }
+
+        /// A stand-in answering tokens that live `expires_in` s after `delay`, serving; and
+        /// its URL.
+        async fn serving(expires_in: u64, delay: Duration) -> (Self, String) {
+            let google = Self::new(expires_in, delay);
+            let base = google.start().await;
+            (google, base)
         }
 
         async fn start(&self) -> String {
@@ -1084,8 +1098,7 @@ mod google_token {
 
     #[tokio::test]
     async fn the_signed_assertion_is_exchanged_once_and_the_token_cached() {
-        let google = Google::new(3599, Duration::ZERO);
-        let base = google.start().await;
+        let (google, base) = Google::serving(3599, Duration::ZERO).await;
         let tokens = source(&base, "test-key-1.pem");
         let first = tokens.access_token().await.expect("token");
         let second = tokens.access_token().await.expect("token");
@@ -1100,8 +1113,7 @@ mod google_token {
 
     #[tokio::test]
     async fn concurrent_callers_share_one_refresh() {
-        let google = Google::new(3599, Duration::from_millis(200));
-        let base = google.start().await;
+        let (google, base) = Google::serving(3599, Duration::from_millis(200)).await;
         let tokens = Arc::new(source(&base, "test-key-1.pem"));
         let calls: Vec<_> = (0..8)
             .map(|_| {
@@ -1119,25 +1131,17 @@ mod google_token {
     #[tokio::test]
     async fn a_token_is_refreshed_before_it_expires() {
         // A 2 s token is refreshed after half its life (the margin is at most 5 minutes).
-        let google = Google::new(2, Duration::ZERO);
-        let base = google.start().await;
+        let (google, base) = Google::serving(2, Duration::ZERO).await;
         let tokens = source(&base, "test-key-1.pem");
-        assert_eq!(
-            tokens.access_token().await.expect("token").expose_secret(),
-            "ya29.test-token-1"
-        );
+        assert_eq!(token_of(&tokens).await, "ya29.test-token-1");
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert_eq!(
-            tokens.access_token().await.expect("token").expose_secret(),
-            "ya29.test-token-2"
-        );
+        assert_eq!(token_of(&tokens).await, "ya29.test-token-2");
         assert_eq!(google.exchanges(), 2);
     }
 
     #[tokio::test]
     async fn the_key_files_token_uri_is_used_when_not_overridden() {
-        let google = Google::new(3599, Duration::ZERO);
-        let base = google.start().await;
+        let (google, base) = Google::serving(3599, Duration::ZERO).await;
         // The key file names the stand-in as its token URI: assertions go there, with it
         // as their audience.
         *google.audience.lock().expect("audience") = format!("{base}/token");
@@ -1147,15 +1151,13 @@ mod google_token {
             http_client(),
         )
         .expect("token source");
-        let token = tokens.access_token().await.expect("token");
-        assert_eq!(token.expose_secret(), "ya29.test-token-1");
+        assert_eq!(token_of(&tokens).await, "ya29.test-token-1");
         assert_eq!(google.exchanges(), 1);
     }
 
     #[tokio::test]
     async fn a_refused_assertion_is_an_error_without_secrets() {
-        let google = Google::new(3599, Duration::ZERO);
-        let base = google.start().await;
+        let (_google, base) = Google::serving(3599, Duration::ZERO).await;
         // Signed with the other key: the stand-in's signature check refuses it.
         let tokens = source(&base, "test-key-2.pem");
         let err = tokens.access_token().await.expect_err("refused");
@@ -1180,8 +1182,7 @@ mod google_token {
 
     #[tokio::test]
     async fn firestore_outside_the_emulator_sends_the_access_token() {
-        let google = Google::new(3599, Duration::ZERO);
-        let base = google.start().await;
+        let (google, base) = Google::serving(3599, Duration::ZERO).await;
         let store = real_store(&base, "test-key-1.pem");
         store.warm_up().await;
         assert_eq!(google.exchanges(), 1, "the token is fetched during warm-up");
@@ -1207,8 +1208,7 @@ mod google_token {
 
     #[tokio::test]
     async fn a_refused_token_is_replaced_and_the_call_retried() {
-        let google = Google::new(3599, Duration::ZERO);
-        let base = google.start().await;
+        let (google, base) = Google::serving(3599, Duration::ZERO).await;
         let store = real_store(&base, "test-key-1.pem");
         *google.revoked.lock().expect("revoked") = Some("ya29.test-token-1".into());
         let alice = DocPath::user(&uid("alice"));
@@ -1231,8 +1231,7 @@ mod google_token {
 
     #[tokio::test]
     async fn firestore_without_a_token_is_unavailable() {
-        let google = Google::new(3599, Duration::ZERO);
-        let base = google.start().await;
+        let (google, base) = Google::serving(3599, Duration::ZERO).await;
         let store = real_store(&base, "test-key-2.pem");
         store.warm_up().await; // logs a warning, does not panic
         let err = store

@@ -292,24 +292,11 @@ impl ConnectionRegistry for MemoryRegistry {
     }
 
     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>, RegistryError> {
-        let now = now_secs();
-        Ok(self
-            .lock()
-            .connections
-            .get(id)
-            .filter(|c| c.expires_at > now)
-            .cloned())
+        Ok(live(self.lock().connections.get(id), now_secs()).next())
     }
 
     async fn of_user(&self, uid: &Uid) -> Result<Vec<Connection>, RegistryError> {
-        let now = now_secs();
-        Ok(self
-            .lock()
-            .connections
-            .of_user(uid)
-            .filter(|c| c.expires_at > now)
-            .cloned()
-            .collect())
+        Ok(live(self.lock().connections.of_user(uid), now_secs()).collect())
     }
 
     async fn remove(&self, id: &ConnectionId) -> Result<Option<Connection>, RegistryError> {
@@ -464,6 +451,17 @@ fn prune(log: &mut UserLog, now: i64) {
     {
         log.entries.pop_first();
     }
+}
+
+/// The connections of `found` whose time is not up at `now`, copied.
+fn live<'a>(
+    found: impl IntoIterator<Item = &'a Connection>,
+    now: i64,
+) -> impl Iterator<Item = Connection> {
+    found
+        .into_iter()
+        .filter(move |c| c.expires_at > now)
+        .cloned()
 }
 
 fn now_ms() -> i64 {
